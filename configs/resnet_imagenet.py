@@ -1,0 +1,49 @@
+r"""ResNet-18/50(-D) on ImageNet-1k, the standard 90-epoch SGD recipe
+(Goyal et al., arXiv:1706.02677: lr 0.1 x batch/256, 5-epoch warmup; cosine
+decay as in He et al., "Bag of Tricks", arXiv:1812.01187).
+
+  python -m vision_jax.main --config=configs/resnet_imagenet.py:variant=r50 \
+      --workdir=gs://bucket/r50 --config.data.data_dir=/path/to/tensorflow_datasets
+
+Needs `imagenet2012` prepared as ArrayRecord in data_dir (see README).
+Arguments: variant = r18 | r34 | r50 | r101 | r18d | r50d; batch = global batch size.
+"""
+from vision_jax import config as config_lib
+
+VARIANTS = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101",
+            "r18d": "resnet18d", "r50d": "resnet50d"}
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, variant="r50", batch=1024)
+  if arg.variant not in VARIANTS:
+    raise config_lib.ConfigError(f"variant={arg.variant!r}: choose one of {sorted(VARIANTS)}.")
+  c = config_lib.base_config()
+  c.data.name = "imagenet2012"
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.batch_size = arg.batch
+  c.data.eval_batch_size = 1000
+  c.data.num_workers = 8
+  norm = f"normalize({MEAN_RGB}, {STD_RGB})|onehot(1000)|keep('image', 'labels')"
+  c.data.pp_train = f"decode(channels=3)|resize(256)|random_crop(224)|flip_lr|{norm}"
+  c.data.pp_eval = f"decode(channels=3)|resize(256)|central_crop(224)|{norm}"
+
+  c.model.name = VARIANTS[arg.variant]
+  c.model.num_classes = 1000
+  c.compute_dtype = "bfloat16"
+
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.1 * arg.batch / 256
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.weight_decay = 1e-4
+  c.schedule.name = "cosine"
+  c.schedule.warmup_epochs = 5.0
+  c.total_epochs = 90.0
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 2000
+  return c

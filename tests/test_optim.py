@@ -1,0 +1,83 @@
+"""Schedules, weight-decay masks, clipping and gradient accumulation."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from vision_jax import config as config_lib
+from vision_jax import steps
+from vision_jax.optim import builder, schedules
+
+
+def test_cosine_with_warmup_values():
+  fn = schedules.cosine(peak=1.0, total=110, warmup=10, end_factor=0.1)
+  np.testing.assert_allclose([fn(0), fn(5), fn(10), fn(60), fn(110)],
+                             [0.0, 0.5, 1.0, 0.55, 0.1], atol=1e-6)
+
+
+def test_step_schedule_boundaries():
+  fn = schedules.step(peak=0.4, total=100, warmup=0, boundaries=(0.5, 0.75), decay_factor=0.1)
+  np.testing.assert_allclose([fn(49), fn(50), fn(74), fn(75)], [0.4, 0.04, 0.04, 0.004], rtol=1e-6)
+
+
+def test_decay_mask_excludes_bias_and_norm_scale():
+  params = {"conv": {"kernel": 1, "bias": 2}, "bn": {"scale": 3}}
+  mask = builder.decay_mask(params, r".*(bias|scale)$")
+  assert mask == {"conv": {"kernel": True, "bias": False}, "bn": {"scale": False}}
+
+
+def _opt_cfg(**kw):
+  c = config_lib.base_config().optimizer
+  c.update(kw)
+  return c
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw", "lamb"])
+def test_weight_decay_respects_mask(name):
+  params = {"w": jnp.ones(3), "bias": jnp.ones(3)}
+  tx = builder.make_optimizer(_opt_cfg(name=name, weight_decay=0.5, learning_rate=0.1),
+                              optax.constant_schedule(0.1), params)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, tx.init(params), params)
+  assert np.all(np.asarray(updates["w"]) < 0)  # Decayed towards zero with zero gradient.
+  np.testing.assert_array_equal(updates["bias"], 0.0)
+
+
+def test_grad_clipping():
+  params = {"w": jnp.zeros(4)}
+  tx = builder.make_optimizer(_opt_cfg(name="sgd", momentum=0.0, grad_clip_norm=1.0),
+                              optax.constant_schedule(1.0), params)
+  updates, _ = tx.update({"w": jnp.full(4, 10.0)}, tx.init(params), params)
+  np.testing.assert_allclose(optax.global_norm(updates), 1.0, rtol=1e-6)
+
+
+class _Linear(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, train):
+    return nn.Dense(3)(x.reshape(x.shape[0], -1)), {}
+
+
+class _Task:
+  def loss(self, logits, aux, batch):
+    loss = jnp.mean(optax.softmax_cross_entropy(logits, batch["labels"]))
+    return loss, {"loss": loss}
+
+
+def test_accumulation_matches_full_batch():
+  model, task = _Linear(), _Task()
+  tx = optax.sgd(0.1)
+  init = steps.make_init(model, tx, (2, 2, 1), seed=0)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(8, 2, 2, 1)), jnp.float32),
+           "labels": jax.nn.one_hot(rng.integers(0, 3, 8), 3),
+           "mask": jnp.ones(8), "skipped": jnp.zeros(8, jnp.int32)}
+  sched = optax.constant_schedule(0.1)
+  full, m1 = jax.jit(steps.make_train_step(model, task, tx, sched, 1))(init(), batch)
+  accum, m2 = jax.jit(steps.make_train_step(model, task, tx, sched, 4))(init(), batch)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               full["params"], accum["params"])
+  np.testing.assert_allclose(m1["train/loss"], m2["train/loss"], rtol=1e-6)
+  assert not np.allclose(full["params"]["Dense_0"]["kernel"], init()["params"]["Dense_0"]["kernel"])

@@ -1,0 +1,1 @@
+"""vision_jax: JAX/Flax computer-vision research library."""

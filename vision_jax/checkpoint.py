@@ -1,0 +1,135 @@
+"""Orbax checkpoints of the train state and the data-iterator position.
+
+Each step directory holds two items: `state` (params, optimizer state, model
+state such as BatchNorm statistics, step, rng; saved sharded) and `data` (the
+Grain iterator state as JSON, identical on every process). Saves are async and
+atomic (Orbax writes a temporary directory and renames it once complete), so a
+kill mid-save leaves the previous checkpoint as the newest good one.
+
+Resume order (`restore_or_init`): newest readable checkpoint in the workdir,
+else `config.resume`, else the `config.init_from` subtree, else scratch.
+"""
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+from vision_jax.sharding import path_name
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def abstract_tree(shapes: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying the shardings the restored arrays should have."""
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      shapes, shardings)
+
+
+def _restore_args(abstract_state) -> ocp.args.Composite:
+  return ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                            data=ocp.args.JsonRestore())
+
+
+class Checkpointer:
+  """Keeps the newest `keep` checkpoints of a run under `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str, keep: int, async_save: bool = True):
+    self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=async_save))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, data_state: dict) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+
+  def restore_newest(self, abstract_state) -> tuple[Any, dict, int] | None:
+    """(state, data_state, step) of the newest checkpoint that restores.
+
+    A checkpoint that fails to restore (truncated or corrupted files) is
+    reported and skipped in favour of the one before it.
+    """
+    for step in reversed(self.all_steps()):
+      try:
+        restored = self._manager.restore(step, args=_restore_args(abstract_state))
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); "
+                        "falling back to the previous one.", step, self.directory,
+                        type(e).__name__, e)
+        continue
+      return restored.state, restored.data, step
+    return None
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def restore_step_dir(path: str, abstract_state) -> tuple[Any, dict]:
+  """(state, data_state) from one step directory, e.g. `.../checkpoints/1000`."""
+  path = epath.Path(path)
+  if not (path / "state").exists():
+    raise FileNotFoundError(f"{path} is not a checkpoint step directory (no 'state' item).")
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    restored = ckptr.restore(path, args=_restore_args(abstract_state))
+  return restored.state, restored.data
+
+
+def _subtree(tree: Any, path: str) -> Any:
+  for part in filter(None, path.split("/")):
+    if not isinstance(tree, dict) or part not in tree:
+      keys = sorted(tree) if isinstance(tree, dict) else []
+      raise KeyError(f"No subtree {path!r} in the checkpoint (at {part!r}; keys: {keys}).")
+    tree = tree[part]
+  return tree
+
+
+def load_partial(path: str, subtree: str, target: str | None, state: dict) -> tuple[dict, dict]:
+  """Copies arrays under `subtree` of a saved state into `state` at `target`.
+
+  Leaves are matched by their path below the subtree; a leaf loads when the
+  shapes agree. Returns (new state, report) where report lists the 'loaded',
+  'missing' (in state, not in checkpoint), 'unused' (in checkpoint, not in
+  state) and 'mismatched' (shape differs) paths.
+  """
+  with ocp.StandardCheckpointer() as ckptr:
+    saved = ckptr.restore(epath.Path(path) / "state")
+  source = {path_name(p): np.asarray(v)
+            for p, v in jax.tree_util.tree_leaves_with_path(_subtree(saved, subtree))}
+  target = (target or subtree).strip("/")
+  report = {"loaded": [], "missing": [], "mismatched": [], "unused": []}
+  used = set()
+
+  def load(p, leaf):
+    name = path_name(p)
+    if not (name == target or name.startswith(target + "/")):
+      return leaf
+    key = name[len(target):].lstrip("/")
+    if key not in source:
+      report["missing"].append(name)
+      return leaf
+    used.add(key)
+    if source[key].shape != leaf.shape:
+      report["mismatched"].append(f"{name}: {source[key].shape} vs {leaf.shape}")
+      return leaf
+    report["loaded"].append(name)
+    return jax.device_put(source[key].astype(leaf.dtype), leaf.sharding)
+
+  new_state = jax.tree_util.tree_map_with_path(load, state)
+  report["unused"] = sorted(set(source) - used)
+  if not report["loaded"]:
+    raise ValueError(f"init_from {path}: nothing under {subtree!r} matches {target!r} "
+                     f"in the model ({len(report['missing'])} missing, "
+                     f"{len(report['mismatched'])} mismatched).")
+  return new_state, report

@@ -1,0 +1,240 @@
+"""Experiment configs: the base schema, string arguments, validation, durations.
+
+Every experiment file starts from `base_config()` and sets what it changes.
+`validate(config)` runs before any compute: an unknown or misspelled key, a
+value of the wrong type, an unknown component name or a bad constructor
+argument fails with a `ConfigError` naming the key and the nearest valid one.
+"""
+import ast
+import inspect
+from typing import Any, Callable
+
+import ml_collections
+from ml_collections import config_dict
+
+from vision_jax import registry
+
+# Subtrees whose keys are constructor arguments of the component they name;
+# they are checked against that constructor's signature instead of the schema.
+OPEN_SUBTREES = ("model", "task", "evaluators")
+# Keys of an evaluator's subtree that choose its data (default: config.data's).
+EVALUATOR_DATA_KEYS = ("split", "pp", "batch_size")
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; raised before any compute."""
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses "variant=r18,demo" into a ConfigDict over `defaults`.
+
+  A bare name sets a boolean to True; values are Python literals or strings.
+  Unknown names are errors: `defaults` lists every argument the file accepts.
+  """
+  out = ml_collections.ConfigDict(dict(defaults))
+  for item in filter(None, (arg or "").split(",")):
+    name, has_value, raw = (s.strip() for s in item.partition("="))
+    if name not in defaults:
+      raise ConfigError(f"Unknown config argument {name!r}.{registry.nearest(name, defaults)} "
+                        f"Accepted: {', '.join(sorted(defaults))}.")
+    if not has_value:
+      value = True
+    else:
+      try:
+        value = ast.literal_eval(raw)
+      except (ValueError, SyntaxError):
+        value = raw
+    default = defaults[name]
+    if default is not None and not isinstance(default, str) and isinstance(value, str):
+      raise ConfigError(f"Config argument {name}={raw!r}: expected {type(default).__name__}.")
+    out[name] = type(default)(value) if isinstance(default, (bool, int, float)) else value
+  return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The schema: every key a config may set, with its default and type."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Training length: exactly one of the two.
+  c.total_steps = config_dict.placeholder(int)
+  c.total_epochs = config_dict.placeholder(float)
+  c.log_every_steps = 50
+  c.eval_every_steps = config_dict.placeholder(int)  # None: only at the end.
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.compute_dtype = "float32"  # "bfloat16": bf16 activations, fp32 params.
+  # Resume order: newest checkpoint in workdir -> resume -> init_from -> scratch.
+  c.resume = config_dict.placeholder(str)  # A checkpoint step directory.
+  c.init_from = ml_collections.ConfigDict()
+  c.init_from.path = config_dict.placeholder(str)  # A checkpoint step directory.
+  c.init_from.subtree = "params"  # '/'-separated path into the saved train state.
+  c.init_from.target = config_dict.placeholder(str)  # Where it goes; default: same path.
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # -1: all devices not used by other axes.
+  c.mesh.model = 1
+  # (regex over '/'-joined parameter path, PartitionSpec entries); first match wins.
+  c.partition_rules = ((".*", ()),)
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = config_dict.placeholder(str)
+  c.distributed.num_processes = config_dict.placeholder(int)
+  c.distributed.process_id = config_dict.placeholder(int)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "sklearn_digits"  # A TFDS name or an embedded dataset.
+  c.data.data_dir = config_dict.placeholder(str)  # None: TFDS default.
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.pp_train = "decode|onehot(10)"
+  c.data.pp_eval = "decode|onehot(10)"
+  c.data.batch_size = 128  # Global, across all processes.
+  c.data.eval_batch_size = 256
+  c.data.num_workers = 0  # Grain worker processes per host; 0: in-process.
+  c.data.prefetch = 2  # Batches buffered per worker.
+  c.data.skip_decoding = ("image",)  # Features decoded by the `decode` pp op.
+
+  c.task = ml_collections.ConfigDict({"name": "classification"})
+  c.model = ml_collections.ConfigDict({"name": "resnet18"})
+  # name -> {kind: evaluator name, constructor arguments}; empty: task defaults.
+  c.evaluators = ml_collections.ConfigDict()
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.1  # Peak, for the global batch.
+  c.optimizer.momentum = 0.9  # sgd
+  c.optimizer.nesterov = False  # sgd
+  c.optimizer.b1 = 0.9  # adamw, lamb
+  c.optimizer.b2 = 0.999  # adamw, lamb
+  c.optimizer.eps = 1e-8  # adamw, lamb
+  c.optimizer.weight_decay = 0.0
+  # Parameters whose '/'-joined path matches are not decayed.
+  c.optimizer.weight_decay_exclude = r".*(bias|scale)$"
+  c.optimizer.grad_clip_norm = config_dict.placeholder(float)
+  c.optimizer.accum_steps = 1  # Micro-batches per step (gradient accumulation).
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "cosine"
+  c.schedule.warmup_steps = config_dict.placeholder(int)
+  c.schedule.warmup_epochs = config_dict.placeholder(float)
+  c.schedule.end_factor = 0.0  # cosine: final lr / peak lr.
+  c.schedule.boundaries = (0.5, 0.75)  # step: fractions of training.
+  c.schedule.decay_factor = 0.1  # step: lr multiplier at each boundary.
+  return c
+
+
+def _type_ok(value: Any, default: Any, field_type: type | None) -> bool:
+  expected = field_type or (type(default) if default is not None else None)
+  if expected is None or value is None:
+    return True
+  if expected is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if expected is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if expected in (tuple, list):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, expected)
+
+
+def _check_schema(node, schema, prefix: str) -> None:
+  for key in node.keys():
+    path = f"{prefix}{key}"
+    if key not in schema:
+      raise ConfigError(f"Unknown config key {path!r}."
+                        f"{registry.nearest(prefix + key, [prefix + k for k in schema])}")
+    value, default = node[key], schema[key]
+    if isinstance(default, ml_collections.ConfigDict):
+      if path in OPEN_SUBTREES:
+        continue
+      if not isinstance(value, (ml_collections.ConfigDict, dict)):
+        raise ConfigError(f"Config key {path!r} must be a group of keys, got {value!r}.")
+      _check_schema(value, default, path + ".")
+    else:
+      field_type = schema.get_type(key)
+      if field_type is type(None):
+        field_type = None
+      if not _type_ok(value, default, field_type):
+        want = (field_type or type(default)).__name__
+        raise ConfigError(f"Config key {path!r} must be {want}, got {type(value).__name__} {value!r}.")
+
+
+def check_arguments(fn: Callable, kwargs: dict, what: str, skip=(), extra=()) -> None:
+  """Raises ConfigError if `fn` (or `extra`) does not accept every key of `kwargs`."""
+  params = inspect.signature(fn).parameters
+  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    return
+  valid = [n for n in params if n not in skip and n not in ("parent", "name", "self")]
+  valid += list(extra)
+  for key in kwargs:
+    if key not in valid:
+      raise ConfigError(f"Unknown config key '{what}.{key}'.{registry.nearest(key, valid)} "
+                        f"Valid: {', '.join(valid)}.")
+
+
+def component_kwargs(node: ml_collections.ConfigDict, drop=("name",)) -> dict:
+  """The constructor arguments of a named component's subtree."""
+  return {k: (v.to_dict() if isinstance(v, ml_collections.ConfigDict) else v)
+          for k, v in node.items() if k not in drop}
+
+
+def _check_duration(node, name: str, prefix: str, required: bool) -> None:
+  steps, epochs = node.get(f"{name}_steps"), node.get(f"{name}_epochs")
+  if steps is not None and epochs is not None:
+    raise ConfigError(f"Set only one of '{prefix}{name}_steps' and '{prefix}{name}_epochs'.")
+  if required and steps is None and epochs is None:
+    raise ConfigError(f"Set one of '{prefix}{name}_steps' or '{prefix}{name}_epochs'.")
+  for value, suffix in ((steps, "steps"), (epochs, "epochs")):
+    if value is not None and value < 0:
+      raise ConfigError(f"'{prefix}{name}_{suffix}' must be >= 0, got {value}.")
+
+
+def resolve_steps(node, name: str, steps_per_epoch: int) -> int | None:
+  """`{name}_steps`, or `{name}_epochs` converted with `steps_per_epoch`."""
+  steps, epochs = node.get(f"{name}_steps"), node.get(f"{name}_epochs")
+  if steps is not None:
+    return int(steps)
+  if epochs is not None:
+    return int(round(epochs * steps_per_epoch))
+  return None
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for anything in `config` that cannot run."""
+  from vision_jax.data import transforms  # Light: numpy and PIL only.
+  _check_schema(config, base_config(), "")
+  _check_duration(config, "total", "", required=True)
+  _check_duration(config.schedule, "warmup", "schedule.", required=False)
+  for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    if config[key] < 1:
+      raise ConfigError(f"{key!r} must be >= 1, got {config[key]}.")
+  if config.data.batch_size % config.optimizer.accum_steps:
+    raise ConfigError(f"'data.batch_size' ({config.data.batch_size}) must be divisible by "
+                      f"'optimizer.accum_steps' ({config.optimizer.accum_steps}).")
+  for table, node, path in ((registry.MODELS, config.model, "model"),
+                            (registry.TASKS, config.task, "task")):
+    try:
+      ctor = table.get(node.get("name"))
+    except KeyError as e:
+      raise ConfigError(f"Config key '{path}.name': {e.args[0]}") from None
+    check_arguments(ctor, component_kwargs(node), path)
+  for table, path in ((registry.OPTIMIZERS, "optimizer"), (registry.SCHEDULES, "schedule")):
+    if config[path].name not in table:
+      raise ConfigError(f"Config key '{path}.name': unknown {table.kind} {config[path].name!r}."
+                        f"{registry.nearest(config[path].name, table.names())}")
+  for name, node in config.evaluators.items():
+    path = f"evaluators.{name}"
+    if "kind" not in node:
+      raise ConfigError(f"Config key '{path}.kind' is missing: name an evaluator "
+                        f"({', '.join(registry.EVALUATORS.names())}).")
+    try:
+      ctor = registry.EVALUATORS.get(node.kind)
+    except KeyError as e:
+      raise ConfigError(f"Config key '{path}.kind': {e.args[0]}") from None
+    check_arguments(ctor, component_kwargs(node, drop=("kind",)), path,
+                    skip=("predict_fn", "data"), extra=EVALUATOR_DATA_KEYS)
+    if node.get("pp"):
+      transforms.parse(node.pp, where=f"{path}.pp")
+  for key in ("pp_train", "pp_eval"):
+    transforms.parse(config.data[key], where=f"data.{key}")
+  if config.compute_dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"'compute_dtype' must be 'float32' or 'bfloat16', got {config.compute_dtype!r}.")

@@ -1,0 +1,1 @@
+"""Input: dataset sources, preprocessing ops and Grain pipelines."""

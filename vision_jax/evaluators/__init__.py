@@ -1,0 +1,1 @@
+"""Evaluators: given a predict_fn, run a dataset split and yield named scalars."""

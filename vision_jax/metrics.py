@@ -1,0 +1,115 @@
+"""Metric logging (TensorBoard + JSON lines), throughput with ETA, and the NaN guard."""
+import json
+import logging as pylogging
+import math
+import os
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or infinite; the message names the step."""
+
+
+class MetricWriter:
+  """Writes scalars to TensorBoard event files and `metrics.jsonl` (process 0 only)."""
+
+  def __init__(self, workdir: str):
+    self._active = jax.process_index() == 0
+    self._tb = None
+    self._jsonl = None
+    if self._active:
+      from tensorboardX import SummaryWriter
+      os.makedirs(workdir, exist_ok=True)
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._active:
+      return
+    clean = {k: float(v) for k, v in scalars.items()}
+    for name, value in clean.items():
+      self._tb.add_scalar(name, value, step)
+    self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    if self._active:
+      self._tb.close()
+      self._jsonl.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """Rows of `metrics.jsonl`, in the order written."""
+  with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+class Progress:
+  """Steps/s, examples/s and ETA between calls to `update`."""
+
+  def __init__(self, first_step: int, total_steps: int, global_batch: int):
+    self.total_steps, self.global_batch = total_steps, global_batch
+    self._last_step, self._last_time = first_step, time.perf_counter()
+
+  def update(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    return {"perf/steps_per_sec": rate, "perf/examples_per_sec": rate * self.global_batch,
+            "perf/eta_seconds": (self.total_steps - step) / max(rate, 1e-9)}
+
+  def line(self, step: int, scalars: Mapping[str, float]) -> str:
+    shown = " ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in scalars.items()
+                     if not k.startswith("perf/"))
+    return (f"step {step}/{self.total_steps} ({100.0 * step / self.total_steps:.1f}%) {shown} | "
+            f"{scalars['perf/steps_per_sec']:.2f} steps/s "
+            f"{scalars['perf/examples_per_sec']:.1f} ex/s ETA {_duration(scalars['perf/eta_seconds'])}")
+
+
+def first_nonfinite(losses: list[tuple[int, float]]) -> None:
+  """Raises NonFiniteLossError at the first (step, loss) that is NaN or inf."""
+  for step, loss in losses:
+    if not math.isfinite(loss):
+      raise NonFiniteLossError(f"Loss is {loss} at step {step}; stopping. The last good "
+                               f"checkpoint is kept; lower the learning rate or inspect the batch.")
+
+
+def summarize(history: list[dict[str, np.ndarray]]) -> dict[str, float]:
+  """Means of per-step metric dicts (already on host)."""
+  return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+
+
+class _LibraryInfoFilter(pylogging.Filter):
+  """Drops INFO records of chatty libraries (Orbax, Grain, TFDS, JAX)."""
+
+  LIBRARIES = ("orbax", "grain", "tensorflow_datasets", "etils", "jax/_src")
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    path = record.pathname.replace(os.sep, "/")
+    return record.levelno >= pylogging.WARNING or not any(f"/{lib}/" in path
+                                                         for lib in self.LIBRARIES)
+
+
+def quiet_library_logs() -> None:
+  """Keeps the console to this library's progress lines and all warnings."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+    handler.addFilter(_LibraryInfoFilter())
+
+
+def log(line: str) -> None:
+  if jax.process_index() == 0:
+    logging.info(line)

@@ -1,0 +1,1 @@
+"""Flax (linen) models; one file per paper family."""

@@ -1,0 +1,117 @@
+"""Mesh, partition rules and global batches: one code path for 1 to N devices.
+
+The mesh has named axes (at least `data` and `model`); parameters get a
+PartitionSpec from the first regex rule matching their '/'-joined path; batches
+are split over `data`. Multi-host runs call `initialize_distributed` first.
+"""
+import re
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+BATCH_AXIS = "data"
+
+
+def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
+                           process_id: int | None) -> None:
+  """`jax.distributed.initialize` when a coordinator is given or the cluster is
+  auto-detected by JAX (TPU pods, SLURM); a no-op for single-process runs."""
+  if jax.distributed.is_initialized():
+    return
+  if coordinator_address is None and num_processes is None:
+    return
+  # Cross-process collectives for CPU devices (tests, CPU clusters); other
+  # backends bring their own.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
+def make_mesh(axes: dict[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh with one axis per entry of `axes`; one size may be -1 (the rest).
+
+  Sizes that multiply to fewer devices than there are use the first ones.
+  """
+  devices = list(devices if devices is not None else jax.devices())
+  sizes = dict(axes)
+  unknown = [name for name, size in sizes.items() if size == -1]
+  if len(unknown) > 1:
+    raise ValueError(f"Only one mesh axis may be -1, got {unknown}.")
+  known = int(np.prod([s for s in sizes.values() if s != -1]))
+  if unknown:
+    if len(devices) % known:
+      raise ValueError(f"{len(devices)} devices cannot be split by mesh axes {axes}.")
+    sizes[unknown[0]] = len(devices) // known
+  needed = int(np.prod(list(sizes.values())))
+  if needed > len(devices):
+    raise ValueError(f"Mesh axes {sizes} need {needed} devices; {len(devices)} are available.")
+  if needed < len(devices):
+    logging.warning("Mesh axes %s use %d of %d devices.", sizes, needed, len(devices))
+    devices = devices[:needed]
+  shape = tuple(sizes.values())
+  try:
+    grid = mesh_utils.create_device_mesh(shape, devices)
+  except (ValueError, NotImplementedError, AssertionError):
+    grid = np.asarray(devices).reshape(shape)
+  return Mesh(grid, tuple(sizes))
+
+
+def path_name(path) -> str:
+  """'/'-joined names of a pytree key path, e.g. 'params/stage1/conv/kernel'."""
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)
+
+
+def _fit(spec: tuple, shape: tuple[int, ...], mesh: Mesh, name: str) -> P:
+  """`spec` trimmed to the array's rank, dropping axes that do not divide it."""
+  spec = tuple(spec)[:len(shape)]
+  fitted = []
+  for dim, axis in zip(shape, spec):
+    axes = axis if isinstance(axis, tuple) else (axis,) if axis else ()
+    size = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    if size > 1 and dim % size:
+      logging.info("Replicating dim of size %d of %s: not divisible by mesh axes %s.", dim, name, axes)
+      axis = None
+    fitted.append(axis)
+  return P(*fitted)
+
+
+def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, tuple]]) -> Any:
+  """NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs) by regex rules."""
+  compiled = [(re.compile(pattern), tuple(spec)) for pattern, spec in rules]
+
+  def one(path, leaf):
+    name = path_name(path)
+    shape = tuple(getattr(leaf, "shape", ()))
+    for pattern, spec in compiled:
+      if pattern.fullmatch(name):
+        return NamedSharding(mesh, _fit(spec, shape, mesh, name))
+    return NamedSharding(mesh, P())
+
+  return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(BATCH_AXIS))
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """This process's rows -> global arrays split over the `data` axis."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      local_batch)

@@ -1,0 +1,36 @@
+"""Image classification: softmax cross-entropy on (optionally smoothed) one-hot labels."""
+import jax
+import jax.numpy as jnp
+import optax
+
+from vision_jax.data.pipeline import MASK
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of `values` over examples with mask 1 (0 when none are)."""
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+class ClassificationTask:
+  """Loss and predictions for logits [B, C] against one-hot `labels` [B, C]."""
+
+  def __init__(self, labels_key: str = "labels", top_k: int = 5):
+    self.labels_key = labels_key
+    self.top_k = top_k
+
+  def loss(self, logits: jax.Array, aux: dict, batch: dict) -> tuple[jax.Array, dict]:
+    del aux
+    labels, mask = batch[self.labels_key], batch[MASK]
+    per_example = optax.softmax_cross_entropy(logits, labels)
+    correct = jnp.argmax(logits, -1) == jnp.argmax(labels, -1)
+    loss = masked_mean(per_example, mask)
+    return loss, {"loss": loss, "accuracy": masked_mean(correct, mask)}
+
+  def predict(self, logits: jax.Array, aux: dict, batch: dict) -> dict:
+    del aux
+    k = min(self.top_k, logits.shape[-1])
+    return {"top_k": jax.lax.top_k(logits, k)[1],
+            "label": jnp.argmax(batch[self.labels_key], -1)}
+
+  def default_evaluators(self) -> dict:
+    return {"eval": {"kind": "classification"}}

@@ -1,0 +1,277 @@
+"""The one trainer for every task: config -> mesh -> data -> model/optimizer ->
+sharded init -> restore -> jitted steps -> metrics/evaluators -> checkpoints.
+
+`run(config, workdir)` trains (or, with mode="eval", evaluates the newest
+checkpoint) and returns the final metrics; main.py, tests and notebooks all
+call it. Same code on one CPU, many devices or many hosts: every array is a
+global `jax.Array` laid out by the mesh, and every step is one `jax.jit`.
+"""
+import dataclasses
+import json
+import os
+import signal
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import flags
+from jax.experimental import multihost_utils
+
+from vision_jax import checkpoint, config as config_lib, metrics as metrics_lib, registry, sharding, steps
+from vision_jax.data import pipeline
+from vision_jax.optim import builder
+
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+class StopSignal:
+  """Turns SIGTERM (preemption, `kill`) into a request to save and exit."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread (e.g. some notebook kernels).
+      self._previous = None
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    metrics_lib.log("SIGTERM received: saving a checkpoint and exiting.")
+    self.requested = True
+
+  def should_stop(self, step: int, sync_every: int) -> bool:
+    """Whether to stop after `step`. One process checks every step; several
+    agree (an all-gather) every `sync_every` steps so they stop together."""
+    if jax.process_count() == 1:
+      return self.requested
+    if step % sync_every:
+      return False
+    return bool(multihost_utils.process_allgather(np.int32(self.requested)).max())
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything built from a config before the first step."""
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  model: Any
+  task: Any
+  train_data: pipeline.TrainData
+  total_steps: int
+  tx: Any
+  schedule: Any
+  init_fn: Any
+  state_shardings: Any
+
+
+def _data_spec(config, split: str, pp: str, batch: int, where: str) -> pipeline.DataSpec:
+  d = config.data
+  return pipeline.DataSpec(name=d.name, split=split, pp=pp, global_batch=batch,
+                           data_dir=d.data_dir, skip_decoding=tuple(d.skip_decoding),
+                           num_workers=d.num_workers, prefetch=d.prefetch, seed=config.seed,
+                           where=where)
+
+
+def _check_batch(batch: int, mesh, key: str) -> None:
+  shards = mesh.shape[sharding.BATCH_AXIS]
+  if batch % shards or batch % jax.process_count():
+    raise config_lib.ConfigError(
+        f"{key!r}={batch} must be divisible by the {shards} data shards of the mesh "
+        f"and by the {jax.process_count()} processes.")
+
+
+def build_model(config):
+  ctor = registry.MODELS.get(config.model.name)
+  kwargs = config_lib.component_kwargs(config.model)
+  if config.compute_dtype == "bfloat16":
+    kwargs.setdefault("dtype", jnp.bfloat16)
+  return ctor(**kwargs)
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+  """Validates `config` and builds mesh, data, model, optimizer (no compute)."""
+  config_lib.validate(config)
+  d = config.distributed
+  sharding.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id)
+  if not flags.FLAGS.is_parsed():  # Grain reads absl flags; notebooks and tests have none.
+    flags.FLAGS.mark_as_parsed()
+  mesh = sharding.make_mesh(dict(config.mesh))
+  _check_batch(config.data.batch_size // config.optimizer.accum_steps, mesh,
+               "data.batch_size / optimizer.accum_steps")
+  _check_batch(config.data.eval_batch_size, mesh, "data.eval_batch_size")
+  task = registry.TASKS.get(config.task.name)(**config_lib.component_kwargs(config.task))
+  model = build_model(config)
+  train_data = pipeline.TrainData(_data_spec(config, config.data.train_split, config.data.pp_train,
+                                             config.data.batch_size, "data.pp_train"))
+  per_epoch = train_data.steps_per_epoch
+  total = config_lib.resolve_steps(config, "total", per_epoch)
+  warmup = config_lib.resolve_steps(config.schedule, "warmup", per_epoch) or 0
+  schedule = builder.make_schedule(config.schedule, config.optimizer.learning_rate, total, warmup)
+  image_shape = train_data.template[steps.IMAGE].shape
+  param_shapes = jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)["params"])
+  tx = builder.make_optimizer(config.optimizer, schedule, param_shapes)
+  init_fn = steps.make_init(model, tx, image_shape, config.seed)
+  state_shardings = sharding.tree_shardings(jax.eval_shape(init_fn), mesh,
+                                            [tuple(r) for r in config.partition_rules])
+  return Setup(config, mesh, model, task, train_data, total, tx, schedule, init_fn, state_shardings)
+
+
+def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dict | None]:
+  """Resume order: newest in workdir -> config.resume -> config.init_from -> scratch."""
+  abstract = checkpoint.abstract_tree(jax.eval_shape(s.init_fn), s.state_shardings)
+  newest = ckpt.restore_newest(abstract)
+  if newest is not None:
+    state, data_state, step = newest
+    metrics_lib.log(f"Resumed from {ckpt.directory} at step {step}.")
+    return state, data_state
+  if s.config.resume:
+    state, data_state = checkpoint.restore_step_dir(s.config.resume, abstract)
+    metrics_lib.log(f"Resumed from config.resume={s.config.resume} at step {int(state['step'])}.")
+    return state, data_state
+  state = jax.jit(s.init_fn, out_shardings=s.state_shardings)()
+  if s.config.init_from.path:
+    src = s.config.init_from
+    state, report = checkpoint.load_partial(src.path, src.subtree, src.target, state)
+    metrics_lib.log(f"init_from {src.path} [{src.subtree}] -> [{src.target or src.subtree}]: "
+                    f"loaded {len(report['loaded'])}, missing {len(report['missing'])} "
+                    f"{report['missing'][:10]}, mismatched {report['mismatched'][:10]}, "
+                    f"unused {len(report['unused'])} {report['unused'][:10]}.")
+  return state, None
+
+
+def _evaluators(s: Setup) -> dict[str, Any]:
+  predict = jax.jit(steps.make_predict(s.model, s.task),
+                    out_shardings=sharding.replicated(s.mesh))
+
+  def predict_fn(variables, local_batch):
+    return jax.device_get(predict(variables, sharding.global_batch(local_batch, s.mesh)))
+
+  c = s.config
+  out = {}
+  specs = c.evaluators.to_dict() if c.evaluators else s.task.default_evaluators()
+  for name, node in specs.items():
+    node = dict(node)
+    data = _data_spec(c, node.pop("split", c.data.eval_split), node.pop("pp", c.data.pp_eval),
+                      node.pop("batch_size", c.data.eval_batch_size), f"evaluators.{name}.pp")
+    _check_batch(data.global_batch, s.mesh, f"evaluators.{name}.batch_size")
+    out[name] = registry.EVALUATORS.get(node.pop("kind"))(predict_fn, data=data, **node)
+  return out
+
+
+def _evaluate(evaluators: dict, state: dict) -> dict[str, float]:
+  variables = steps.variables_of(state)
+  results = {}
+  for name, evaluator in evaluators.items():
+    results.update({f"{name}/{k}": v for k, v in evaluator.run(variables).items()})
+  return results
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Restores the newest checkpoint in `workdir` and runs the evaluators."""
+  s = setup(config)
+  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
+  try:
+    abstract = checkpoint.abstract_tree(jax.eval_shape(s.init_fn), s.state_shardings)
+    newest = ckpt.restore_newest(abstract)
+    if newest is None:
+      raise FileNotFoundError(f"No checkpoint to evaluate in {ckpt.directory}.")
+    state, _, step = newest
+    results = _evaluate(_evaluators(s), state)
+  finally:
+    ckpt.close()
+    s.train_data.close()
+  metrics_lib.log(f"Eval of step {step}: {results}")
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
+      json.dump({"step": step, **results}, f, indent=1)
+  return {"step": step, **results}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") -> dict[str, float]:
+  """Trains per `config` in `workdir` (resuming if possible); returns final metrics."""
+  if mode == "eval":
+    return evaluate(config, workdir)
+  if mode != "train":
+    raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}.")
+  s = setup(config)
+  c = config
+  ckpt = checkpoint.Checkpointer(workdir, c.keep_checkpoints)
+  writer = metrics_lib.MetricWriter(workdir)
+  stop = StopSignal()
+  try:
+    return _loop(s, ckpt, writer, stop, workdir)
+  finally:
+    stop.close()
+    ckpt.close()
+    writer.close()
+    s.train_data.close()
+
+
+def _checked(pending: list[dict], step: int) -> list[dict]:
+  """Host copies of the metrics of steps (step - len(pending), step]; raises at
+  the first non-finite loss, naming its step."""
+  history = jax.device_get(pending)
+  metrics_lib.first_nonfinite([(step - len(history) + 1 + i, float(h["train/loss"]))
+                               for i, h in enumerate(history)])
+  return history
+
+
+def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, float]:
+  c = s.config
+  state, data_state = _restore_or_init(s, ckpt)
+  if data_state is not None:
+    s.train_data.set_state(data_state)
+  step = int(state["step"])
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      f.write(c.to_json_best_effort(indent=1))
+  batch_sharding = sharding.batch_sharding(s.mesh)
+  train_step = jax.jit(steps.make_train_step(s.model, s.task, s.tx, s.schedule,
+                                             c.optimizer.accum_steps),
+                       donate_argnums=0, in_shardings=(s.state_shardings, batch_sharding),
+                       out_shardings=(s.state_shardings, sharding.replicated(s.mesh)))
+  finite = jax.jit(steps.all_finite)
+  evaluators = _evaluators(s)
+  progress = metrics_lib.Progress(step, s.total_steps, c.data.batch_size)
+  metrics_lib.log(f"Training {s.config.model.name} from step {step} to {s.total_steps} "
+                  f"({s.train_data.steps_per_epoch} steps/epoch) on mesh {dict(s.mesh.shape)}.")
+  pending, results, skipped = [], {}, 0
+  batches = iter(s.train_data)
+  while step < s.total_steps:
+    state, step_metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
+    step += 1
+    pending.append(step_metrics)
+    last = step == s.total_steps
+    stopping = stop.should_stop(step, c.log_every_steps)
+    if step % c.log_every_steps == 0 or last or stopping:
+      history = _checked(pending, step)
+      skipped += int(sum(h["data/skipped"] for h in history))
+      scalars = {**metrics_lib.summarize(history), "data/skipped": float(skipped),
+                 **progress.update(step)}
+      writer.write(step, scalars)
+      metrics_lib.log(progress.line(step, scalars))
+      results.update(scalars)
+      pending = []
+    if last or (c.eval_every_steps and step % c.eval_every_steps == 0):
+      eval_results = _evaluate(evaluators, state)
+      writer.write(step, eval_results)
+      metrics_lib.log(f"step {step} eval: {eval_results}")
+      results.update(eval_results)
+    if last or stopping or step % c.checkpoint_every_steps == 0:
+      _checked(pending, step)
+      if not bool(finite(state["params"])):
+        raise metrics_lib.NonFiniteLossError(f"Parameters are not finite at step {step}; "
+                                             "not saving a checkpoint.")
+      ckpt.save(step, state, s.train_data.get_state())
+    if stopping:
+      metrics_lib.log(f"Stopped at step {step}; checkpoint saved.")
+      break
+  return {"step": step, **results}
