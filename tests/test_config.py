@@ -5,7 +5,7 @@ import pytest
 from vision_jax import config as config_lib
 from vision_jax.config import ConfigError
 
-from conftest import tiny_config
+from tiny_config import tiny_config
 
 
 def _error(config) -> str:

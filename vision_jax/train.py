@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import flags
 from jax.experimental import multihost_utils
 
 from vision_jax import checkpoint, config as config_lib, metrics as metrics_lib, registry, sharding, steps
@@ -100,8 +99,6 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   config_lib.validate(config)
   d = config.distributed
   sharding.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id)
-  if not flags.FLAGS.is_parsed():  # Grain reads absl flags; notebooks and tests have none.
-    flags.FLAGS.mark_as_parsed()
   mesh = sharding.make_mesh(dict(config.mesh))
   _check_batch(config.data.batch_size // config.optimizer.accum_steps, mesh,
                "data.batch_size / optimizer.accum_steps")

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import grain
 import jax
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
 from vision_jax.data import sources
 from vision_jax.data.transforms import Preprocess
@@ -108,10 +108,14 @@ class DataSpec:
   prefetch: int = 2
   seed: int = 0
   where: str = "pp"
+  shard: tuple[int, int] | None = None  # (process index, count); None: JAX's.
+
+  def process(self) -> tuple[int, int]:
+    return self.shard or (jax.process_index(), jax.process_count())
 
 
 def _local_batch(spec: DataSpec) -> int:
-  count = jax.process_count()
+  count = spec.process()[1]
   if spec.global_batch % count:
     raise ValueError(f"Global batch {spec.global_batch} is not divisible by {count} processes.")
   return spec.global_batch // count
@@ -120,6 +124,8 @@ def _local_batch(spec: DataSpec) -> int:
 def _to_iter(ds: grain.MapDataset, spec: DataSpec) -> grain.IterDataset:
   it_ds = ds.to_iter_dataset()
   if spec.num_workers > 0:
+    if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; notebooks have none.
+      flags.FLAGS.mark_as_parsed()
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=spec.num_workers, per_worker_buffer_size=spec.prefetch))
   return it_ds
@@ -142,7 +148,7 @@ class TrainData:
     self.steps_per_epoch = max(1, self.num_examples // spec.global_batch)
     local = _local_batch(spec)
     ds = grain.MapDataset.range(self.num_examples).shuffle(seed=spec.seed).repeat(None)
-    ds = ProcessShard(ds, jax.process_index(), jax.process_count(), local)
+    ds = ProcessShard(ds, *spec.process(), local)
     ds = ds.random_map(load, seed=spec.seed).batch(local, drop_remainder=True)
     self._dataset = _to_iter(ds, spec)
     self._iterator = None
@@ -170,6 +176,6 @@ def eval_batches(spec: DataSpec) -> tuple[int, Iterator[dict[str, np.ndarray]]]:
   source, load = _loader(spec)
   local = _local_batch(spec)
   padded = math.ceil(len(source) / spec.global_batch) * spec.global_batch
-  ds = ProcessShard(grain.MapDataset.range(padded), jax.process_index(), jax.process_count(), local)
+  ds = ProcessShard(grain.MapDataset.range(padded), *spec.process(), local)
   ds = ds.random_map(load, seed=spec.seed).batch(local, drop_remainder=True)
   return len(source), iter(_to_iter(ds, spec))
