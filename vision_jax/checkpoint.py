@@ -10,6 +10,7 @@ Resume order (`restore_or_init`): newest readable checkpoint in the workdir,
 else `config.resume`, else the `config.init_from` subtree, else scratch.
 """
 import os
+import time
 from typing import Any
 
 import jax
@@ -17,10 +18,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from vision_jax.sharding import path_name
 
 CHECKPOINT_DIR = "checkpoints"
+CORRUPT_DIR = "checkpoints_unreadable"
 
 
 def abstract_tree(shapes: Any, shardings: Any) -> Any:
@@ -55,18 +58,31 @@ class Checkpointer:
     """(state, data_state, step) of the newest checkpoint that restores.
 
     A checkpoint that fails to restore (truncated or corrupted files) is
-    reported and skipped in favour of the one before it.
+    reported, moved to `checkpoints_unreadable/` and skipped in favour of the
+    one before it.
     """
     for step in reversed(self.all_steps()):
       try:
         restored = self._manager.restore(step, args=_restore_args(abstract_state))
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); "
+        moved = self._set_aside(step)
+        logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); moved to %s, "
                         "falling back to the previous one.", step, self.directory,
-                        type(e).__name__, e)
+                        type(e).__name__, e, moved)
         continue
       return restored.state, restored.data, step
     return None
+
+  def _set_aside(self, step: int) -> str:
+    """Moves an unreadable step out of the way (kept for inspection, not deleted)."""
+    target = os.path.join(os.path.dirname(self.directory), CORRUPT_DIR, f"{step}-{time.time_ns()}")
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.replace(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+    self._manager.reload()
+    return target
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
