@@ -6,7 +6,6 @@ import pathlib
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from vision_jax import checkpoint, metrics, train
@@ -19,8 +18,7 @@ def saved_state(workdir, step=None):
   """The train state saved at `step` (default: newest) as numpy arrays."""
   directory = pathlib.Path(workdir) / checkpoint.CHECKPOINT_DIR
   steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-  with ocp.StandardCheckpointer() as ckptr:
-    return ckptr.restore(directory / str(step or steps[-1]) / "state")
+  return checkpoint.read_state(directory / str(step or steps[-1]))
 
 
 def assert_trees_equal(a, b, atol=0.0):

@@ -102,6 +102,21 @@ def restore_step_dir(path: str, abstract_state) -> tuple[Any, dict]:
   return restored.state, restored.data
 
 
+def read_state(path: str) -> Any:
+  """The `state` item of a step directory as host arrays on this process.
+
+  Works whatever mesh or number of processes wrote it (pretrained weights
+  from a pod, loaded on a workstation)."""
+  item = epath.Path(path) / "state"
+  if not item.exists():
+    raise FileNotFoundError(f"{path} is not a checkpoint step directory (no 'state' item).")
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.StandardCheckpointer() as ckptr:
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                          ckptr.metadata(item).item_metadata)
+    return jax.tree.map(np.asarray, ckptr.restore(item, target))
+
+
 def _subtree(tree: Any, path: str) -> Any:
   for part in filter(None, path.split("/")):
     if not isinstance(tree, dict) or part not in tree:
@@ -119,8 +134,7 @@ def load_partial(path: str, subtree: str, target: str | None, state: dict) -> tu
   'missing' (in state, not in checkpoint), 'unused' (in checkpoint, not in
   state) and 'mismatched' (shape differs) paths.
   """
-  with ocp.StandardCheckpointer() as ckptr:
-    saved = ckptr.restore(epath.Path(path) / "state")
+  saved = read_state(path)
   source = {path_name(p): np.asarray(v)
             for p, v in jax.tree_util.tree_leaves_with_path(_subtree(saved, subtree))}
   target = (target or subtree).strip("/")
