@@ -120,3 +120,15 @@ def _digits_config(arg):
 def test_digits_demo_reaches_95_percent(tmp_path):
   result = train.run(_digits_config(""), str(tmp_path))
   assert result["eval/top1_accuracy"] >= 0.95, result
+
+
+def test_malformed_records_are_skipped_and_counted_in_training(tmp_path, monkeypatch):
+  from test_pipeline import ListSource
+  from vision_jax.data import sources
+  monkeypatch.setattr(sources, "open_source", lambda *a, **k: ListSource(40, bad={5, 17}))
+  result = train.run(tiny_config(), str(tmp_path))
+  rows = [r for r in metrics.read_metrics(tmp_path) if "data/skipped" in r]
+  # 20 steps x 32 examples = 16 passes over 40 records, 2 of them corrupt each time.
+  assert sum(r["data/skipped"] for r in rows) == 32
+  assert result["eval/skipped_examples"] == 2
+  assert np.isfinite(result["train/loss"])

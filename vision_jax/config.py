@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.partition_rules = ((".*", ()),)
 
   c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False  # True: jax.distributed.initialize (auto-detects pods).
   c.distributed.coordinator_address = config_dict.placeholder(str)
   c.distributed.num_processes = config_dict.placeholder(int)
   c.distributed.process_id = config_dict.placeholder(int)

@@ -4,7 +4,7 @@ import logging as pylogging
 import math
 import os
 import time
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import jax
 import numpy as np
@@ -77,6 +77,19 @@ class Progress:
     return (f"step {step}/{self.total_steps} ({100.0 * step / self.total_steps:.1f}%) {shown} | "
             f"{scalars['perf/steps_per_sec']:.2f} steps/s "
             f"{scalars['perf/examples_per_sec']:.1f} ex/s ETA {_duration(scalars['perf/eta_seconds'])}")
+
+
+def with_progress(items: Iterable, total: int, what: str, every_seconds: float = 30.0) -> Iterator:
+  """Yields `items`, logging done/total with rate and ETA every `every_seconds`."""
+  start = last = time.perf_counter()
+  for done, item in enumerate(items, 1):
+    yield item
+    now = time.perf_counter()
+    if now - last >= every_seconds and done < total:
+      last = now
+      rate = done / (now - start)
+      log(f"{what}: {done}/{total} ({100.0 * done / total:.0f}%) {rate:.2f}/s "
+          f"ETA {_duration((total - done) / rate)}")
 
 
 def first_nonfinite(losses: list[tuple[int, float]]) -> None:

@@ -16,13 +16,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 BATCH_AXIS = "data"
 
 
-def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
-                           process_id: int | None) -> None:
-  """`jax.distributed.initialize` when a coordinator is given or the cluster is
-  auto-detected by JAX (TPU pods, SLURM); a no-op for single-process runs."""
+def initialize_distributed(enabled: bool, coordinator_address: str | None,
+                           num_processes: int | None, process_id: int | None) -> None:
+  """`jax.distributed.initialize` when `enabled` or a coordinator is given.
+
+  With `enabled` and no addresses JAX detects the cluster itself (TPU pods,
+  SLURM, Open MPI); a no-op for single-process runs.
+  """
   if jax.distributed.is_initialized():
     return
-  if coordinator_address is None and num_processes is None:
+  if not enabled and coordinator_address is None:
     return
   # Cross-process collectives for CPU devices (tests, CPU clusters); other
   # backends bring their own.

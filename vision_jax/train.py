@@ -98,7 +98,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   """Validates `config` and builds mesh, data, model, optimizer (no compute)."""
   config_lib.validate(config)
   d = config.distributed
-  sharding.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id)
+  sharding.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
   mesh = sharding.make_mesh(dict(config.mesh))
   _check_batch(config.data.batch_size // config.optimizer.accum_steps, mesh,
                "data.batch_size / optimizer.accum_steps")
@@ -240,7 +240,7 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
   progress = metrics_lib.Progress(step, s.total_steps, c.data.batch_size)
   metrics_lib.log(f"Training {s.config.model.name} from step {step} to {s.total_steps} "
                   f"({s.train_data.steps_per_epoch} steps/epoch) on mesh {dict(s.mesh.shape)}.")
-  pending, results, skipped = [], {}, 0
+  pending, results = [], {}
   batches = iter(s.train_data)
   while step < s.total_steps:
     state, step_metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
@@ -250,24 +250,24 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
     stopping = stop.should_stop(step, c.log_every_steps)
     if step % c.log_every_steps == 0 or last or stopping:
       history = _checked(pending, step)
-      skipped += int(sum(h["data/skipped"] for h in history))
-      scalars = {**metrics_lib.summarize(history), "data/skipped": float(skipped),
+      skipped = float(sum(h["data/skipped"] for h in history))  # Since the last log line.
+      scalars = {**metrics_lib.summarize(history), "data/skipped": skipped,
                  **progress.update(step)}
       writer.write(step, scalars)
       metrics_lib.log(progress.line(step, scalars))
       results.update(scalars)
       pending = []
-    if last or (c.eval_every_steps and step % c.eval_every_steps == 0):
-      eval_results = _evaluate(evaluators, state)
-      writer.write(step, eval_results)
-      metrics_lib.log(f"step {step} eval: {eval_results}")
-      results.update(eval_results)
     if last or stopping or step % c.checkpoint_every_steps == 0:
       _checked(pending, step)
       if not bool(finite(state["params"])):
         raise metrics_lib.NonFiniteLossError(f"Parameters are not finite at step {step}; "
                                              "not saving a checkpoint.")
       ckpt.save(step, state, s.train_data.get_state())
+    if last or (c.eval_every_steps and step % c.eval_every_steps == 0):
+      eval_results = _evaluate(evaluators, state)
+      writer.write(step, eval_results)
+      metrics_lib.log(f"step {step} eval: {eval_results}")
+      results.update(eval_results)
     if stopping:
       metrics_lib.log(f"Stopped at step {step}; checkpoint saved.")
       break

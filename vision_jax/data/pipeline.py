@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from absl import flags, logging
 
+from vision_jax import metrics
 from vision_jax.data import sources
 from vision_jax.data.transforms import Preprocess
 
@@ -178,4 +179,6 @@ def eval_batches(spec: DataSpec) -> tuple[int, Iterator[dict[str, np.ndarray]]]:
   padded = math.ceil(len(source) / spec.global_batch) * spec.global_batch
   ds = ProcessShard(grain.MapDataset.range(padded), *spec.process(), local)
   ds = ds.random_map(load, seed=spec.seed).batch(local, drop_remainder=True)
-  return len(source), iter(_to_iter(ds, spec))
+  batches = metrics.with_progress(iter(_to_iter(ds, spec)), padded // spec.global_batch,
+                                  f"eval {spec.name}:{spec.split} batches")
+  return len(source), batches

@@ -18,6 +18,17 @@ Dtype = Any
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision.
 
 
+def _conv(dtype: Dtype):
+  """Bias-free conv as in every ResNet layer."""
+  return functools.partial(nn.Conv, use_bias=False, dtype=dtype, kernel_init=conv_init)
+
+
+def _norm(train: bool, dtype: Dtype):
+  """BatchNorm with PyTorch's defaults (momentum 0.1 there = 0.9 here, eps 1e-5)."""
+  return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           epsilon=1e-5, dtype=dtype)
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convs; ResNet-18/34."""
   features: int
@@ -27,9 +38,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+    conv, norm = _conv(self.dtype), _norm(train, self.dtype)
     y = conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)), name="conv1")(x)
     y = nn.relu(norm(name="bn1")(y))
     y = conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name="conv2")(y)
@@ -47,9 +56,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+    conv, norm = _conv(self.dtype), _norm(train, self.dtype)
     y = nn.relu(norm(name="bn1")(conv(self.features, (1, 1), name="conv1")(x)))
     y = conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)), name="conv2")(y)
     y = nn.relu(norm(name="bn2")(y))
@@ -75,10 +82,8 @@ class Shortcut(nn.Module):
       x = nn.avg_pool(x, (strides, strides), (strides, strides), padding="SAME",
                       count_include_pad=False)
       strides = 1
-    x = nn.Conv(self.features, (1, 1), strides, use_bias=False, dtype=self.dtype,
-                kernel_init=conv_init, name="conv")(x)
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=self.dtype, name="bn")(x)
+    x = _conv(self.dtype)(self.features, (1, 1), strides, name="conv")(x)
+    return _norm(train, self.dtype)(name="bn")(x)
 
 
 class ResNet(nn.Module):
@@ -96,9 +101,7 @@ class ResNet(nn.Module):
   def __call__(self, x, *, train: bool = False):
     aux = {}
     x = jnp.asarray(x, self.dtype)
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+    conv, norm = _conv(self.dtype), _norm(train, self.dtype)
     if self.small_input:
       x = nn.relu(norm(name="stem_bn")(conv(self.width, (3, 3), padding=((1, 1), (1, 1)),
                                             name="stem_conv")(x)))
