@@ -58,6 +58,19 @@ def test_digits_splits_are_stratified_and_disjoint():
   assert counts.min() >= 35 and counts.max() <= 37
 
 
+def test_digits_builder_stores_the_sklearn_test_images(tmp_path):
+  from sklearn.datasets import load_digits
+  data = load_digits()
+  expected_idx = digits.split_indices(data.target)["test"]
+  source = sources.open_source("sklearn_digits", "test", str(tmp_path))
+  assert len(source) == 359
+  got = sorted((int(source[i]["label"]), source[i]["image"].tobytes()) for i in range(len(source)))
+  want = sorted((int(data.target[i]),
+                 np.minimum(np.round(data.images[i] * 16), 255).astype(np.uint8).tobytes())
+                for i in expected_idx)
+  assert got == want
+
+
 def test_two_process_shards_rebuild_the_single_process_batch(list_source):
   list_source(50)
   whole = _take(pipeline.TrainData(_spec(8)), 7)  # Crosses an epoch boundary (6 per epoch).

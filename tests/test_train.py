@@ -132,3 +132,18 @@ def test_malformed_records_are_skipped_and_counted_in_training(tmp_path, monkeyp
   assert sum(r["data/skipped"] for r in rows) == 32
   assert result["eval/skipped_examples"] == 2
   assert np.isfinite(result["train/loss"])
+
+
+def test_config_resume_continues_another_run_exactly(tmp_path):
+  train.run(tiny_config(), str(tmp_path / "a"))
+  step10 = str(tmp_path / "a" / checkpoint.CHECKPOINT_DIR / "10")
+  result = train.run(tiny_config(resume=step10), str(tmp_path / "b"))
+  assert result["step"] == 20
+  assert [r["step"] for r in metrics.read_metrics(tmp_path / "b") if "train/loss" in r] == [15, 20]
+  assert_trees_equal(saved_state(tmp_path / "a"), saved_state(tmp_path / "b"))
+
+
+def test_bfloat16_compute_dtype_reaches_the_model():
+  import jax.numpy as jnp
+  assert train.build_model(tiny_config(compute_dtype="bfloat16")).dtype == jnp.bfloat16
+  assert train.build_model(tiny_config()).dtype == jnp.float32
