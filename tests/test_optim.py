@@ -23,6 +23,16 @@ def test_step_schedule_boundaries():
   np.testing.assert_allclose([fn(49), fn(50), fn(74), fn(75)], [0.4, 0.04, 0.04, 0.004], rtol=1e-6)
 
 
+def test_mmdet_1x_schedule_warmup_ratio_and_steps():
+  # mmdet 1x: linear warmup over 500 iters from 0.001 x lr, x0.1 after epochs 8 and 11 of 12.
+  total = 12 * 100
+  fn = schedules.step(peak=1e-4, total=total, warmup=500, boundaries=(8 / 12, 11 / 12),
+                      decay_factor=0.1, warmup_start_factor=0.001)
+  np.testing.assert_allclose([fn(0), fn(250), fn(500), fn(799), fn(800), fn(1099), fn(1100)],
+                             [1e-7, 1e-4 * (0.001 + 0.999 * 0.5), 1e-4, 1e-4, 1e-5, 1e-5, 1e-6],
+                             rtol=1e-5)
+
+
 def test_decay_mask_excludes_bias_and_norm_scale():
   params = {"conv": {"kernel": 1, "bias": 2}, "bn": {"scale": 3}}
   mask = builder.decay_mask(params, r".*(bias|scale)$")

@@ -117,6 +117,16 @@ def read_state(path: str) -> Any:
     return jax.tree.map(np.asarray, ckptr.restore(item, target))
 
 
+def read_weights(path: str) -> Any:
+  """A checkpoint step directory's state, or a reference framework's weights
+  file (.pth/.safetensors, converted by `vision_jax.convert` into
+  {"params": ...} in this library's layout)."""
+  if os.path.isfile(path):
+    from vision_jax import convert  # Lazy: only runs that import weights need it.
+    return convert.load_pretrained(path)
+  return read_state(path)
+
+
 def _subtree(tree: Any, path: str) -> Any:
   for part in filter(None, path.split("/")):
     if not isinstance(tree, dict) or part not in tree:
@@ -127,14 +137,16 @@ def _subtree(tree: Any, path: str) -> Any:
 
 
 def load_partial(path: str, subtree: str, target: str | None, state: dict) -> tuple[dict, dict]:
-  """Copies arrays under `subtree` of a saved state into `state` at `target`.
+  """Copies arrays under `subtree` of saved weights into `state` at `target`.
+
+  `path` is a checkpoint step directory or a weights file (`read_weights`).
 
   Leaves are matched by their path below the subtree; a leaf loads when the
   shapes agree. Returns (new state, report) where report lists the 'loaded',
   'missing' (in state, not in checkpoint), 'unused' (in checkpoint, not in
   state) and 'mismatched' (shape differs) paths.
   """
-  saved = read_state(path)
+  saved = read_weights(path)
   source = {path_name(p): np.asarray(v)
             for p, v in jax.tree_util.tree_leaves_with_path(_subtree(saved, subtree))}
   target = (target or subtree).strip("/")

@@ -66,7 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Resume order: newest checkpoint in workdir -> resume -> init_from -> scratch.
   c.resume = config_dict.placeholder(str)  # A checkpoint step directory.
   c.init_from = ml_collections.ConfigDict()
-  c.init_from.path = config_dict.placeholder(str)  # A checkpoint step directory.
+  # A checkpoint step directory, or a reference weights file (.pth/.safetensors).
+  c.init_from.path = config_dict.placeholder(str)
   c.init_from.subtree = "params"  # '/'-separated path into the saved train state.
   c.init_from.target = config_dict.placeholder(str)  # Where it goes; default: same path.
 
@@ -118,6 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.name = "cosine"
   c.schedule.warmup_steps = config_dict.placeholder(int)
   c.schedule.warmup_epochs = config_dict.placeholder(float)
+  c.schedule.warmup_start_factor = 0.0  # First warmup lr / peak lr (mmdet warmup_ratio).
   c.schedule.end_factor = 0.0  # cosine: final lr / peak lr.
   c.schedule.boundaries = (0.5, 0.75)  # step: fractions of training.
   c.schedule.decay_factor = 0.1  # step: lr multiplier at each boundary.
@@ -232,7 +234,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     except KeyError as e:
       raise ConfigError(f"Config key '{path}.kind': {e.args[0]}") from None
     check_arguments(ctor, component_kwargs(node, drop=("kind",)), path,
-                    skip=("predict_fn", "data"), extra=EVALUATOR_DATA_KEYS)
+                    skip=("predict_fn", "data", "workdir"), extra=EVALUATOR_DATA_KEYS)
     if node.get("pp"):
       transforms.parse(node.pp, where=f"{path}.pp")
   for key in ("pp_train", "pp_eval"):

@@ -3,6 +3,7 @@ import json
 import logging as pylogging
 import math
 import os
+import re
 import time
 from typing import Iterable, Iterator, Mapping
 
@@ -11,6 +12,7 @@ import numpy as np
 from absl import logging
 
 METRICS_FILE = "metrics.jsonl"
+PICTURES_DIR = "pictures"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -18,20 +20,28 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class MetricWriter:
-  """Writes scalars to TensorBoard event files and `metrics.jsonl` (process 0 only)."""
+  """Writes scalars to TensorBoard event files and `metrics.jsonl`, and images to
+  TensorBoard and `pictures/<name>_<step>.png` (process 0 only).
 
-  def __init__(self, workdir: str):
+  `scalars=False` (re-evaluating a finished run) writes images only, so the
+  run's metric history is not appended to twice.
+  """
+
+  def __init__(self, workdir: str, scalars: bool = True):
     self._active = jax.process_index() == 0
+    self._scalars = scalars
+    self._workdir = workdir
     self._tb = None
     self._jsonl = None
     if self._active:
       from tensorboardX import SummaryWriter
       os.makedirs(workdir, exist_ok=True)
       self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
-      self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
+      if scalars:
+        self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
-    if not self._active:
+    if not (self._active and self._scalars):
       return
     clean = {k: float(v) for k, v in scalars.items()}
     for name, value in clean.items():
@@ -39,10 +49,29 @@ class MetricWriter:
     self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
     self._jsonl.flush()
 
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> list[str]:
+    """uint8 [H, W, 3] images; returns the PNG paths written."""
+    if not self._active or not images:
+      return []
+    from PIL import Image
+    folder = os.path.join(self._workdir, PICTURES_DIR)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, image in images.items():
+      image = np.asarray(image, np.uint8)
+      self._tb.add_image(name, image, step, dataformats="HWC")
+      path = os.path.join(folder, f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{int(step)}.png")
+      Image.fromarray(image).save(path + ".tmp", format="PNG")
+      os.replace(path + ".tmp", path)
+      paths.append(path)
+    self._tb.flush()
+    return paths
+
   def close(self) -> None:
     if self._active:
       self._tb.close()
-      self._jsonl.close()
+      if self._jsonl is not None:
+        self._jsonl.close()
 
 
 def read_metrics(workdir: str) -> list[dict]:

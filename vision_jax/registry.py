@@ -46,14 +46,21 @@ MODELS = Registry("model", {
     "resnet101": "vision_jax.models.resnet:resnet101",
     "resnet18d": "vision_jax.models.resnet:resnet18d",
     "resnet50d": "vision_jax.models.resnet:resnet50d",
+    "pvt_tiny": "vision_jax.models.pvt:pvt_tiny",
+    "pvt_small": "vision_jax.models.pvt:pvt_small",
+    "pvt_medium": "vision_jax.models.pvt:pvt_medium",
+    "pvt_large": "vision_jax.models.pvt:pvt_large",
+    "retinanet": "vision_jax.models.retinanet:RetinaNet",
 })
 
 TASKS = Registry("task", {
     "classification": "vision_jax.tasks.classification:ClassificationTask",
+    "detection": "vision_jax.tasks.detection:DetectionTask",
 })
 
 EVALUATORS = Registry("evaluator", {
     "classification": "vision_jax.evaluators.classification:ClassificationEvaluator",
+    "coco": "vision_jax.evaluators.coco:CocoEvaluator",
 })
 
 OPTIMIZERS = Registry("optimizer", {
@@ -78,10 +85,16 @@ PP_OPS = Registry("preprocessing op", {
     "normalize": "vision_jax.data.transforms:normalize",
     "onehot": "vision_jax.data.transforms:onehot",
     "keep": "vision_jax.data.transforms:keep",
+    "coco_objects": "vision_jax.data.detection_transforms:coco_objects",
+    "resize_keep_ratio": "vision_jax.data.detection_transforms:resize_keep_ratio",
+    "flip_lr_boxes": "vision_jax.data.detection_transforms:flip_lr_boxes",
+    "pad_to": "vision_jax.data.detection_transforms:pad_to",
+    "pad_boxes": "vision_jax.data.detection_transforms:pad_boxes",
 })
 
 # Datasets built from files shipped or generated inside the package; any other
 # name is looked up in TFDS's own catalogue.
 EMBEDDED_DATASETS = Registry("embedded dataset", {
     "sklearn_digits": "vision_jax.data.digits:SklearnDigits",
+    "shapes_demo": "vision_jax.data.shapes:ShapesDemo",
 })

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vision_jax.data.pipeline import MASK, SKIPPED
+from vision_jax.data.pipeline import COUNT_PREFIX, MASK, SKIPPED
 
 State = dict[str, Any]
 IMAGE = "image"
@@ -89,11 +89,18 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation,
                  "model_state": model_state, "opt_state": opt_state, "rng": state["rng"]}
     metrics = {f"train/{k}": v for k, v in metrics.items()}
     metrics.update({"train/learning_rate": schedule(state["step"]),
-                    "train/grad_norm": optax.global_norm(grads),
-                    "data/skipped": jnp.sum(batch[SKIPPED])})
+                    "train/grad_norm": optax.global_norm(grads), **data_counts(batch)})
     return new_state, metrics
 
   return step
+
+
+def data_counts(batch: dict) -> dict:
+  """Batch totals of the skipped flag and of the pp ops' counters, as data/<name>."""
+  counts = {"data/skipped": jnp.sum(batch[SKIPPED])}
+  counts.update({f"data/{k[len(COUNT_PREFIX):]}": jnp.sum(v) for k, v in batch.items()
+                 if k.startswith(COUNT_PREFIX)})
+  return counts
 
 
 def make_predict(model: nn.Module, task) -> Callable:

@@ -7,6 +7,7 @@ call it. Same code on one CPU, many devices or many hosts: every array is a
 global `jax.Array` laid out by the mesh, and every step is one `jax.jit`.
 """
 import dataclasses
+import inspect
 import json
 import os
 import signal
@@ -144,7 +145,7 @@ def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dic
   return state, None
 
 
-def _evaluators(s: Setup) -> dict[str, Any]:
+def _evaluators(s: Setup, workdir: str) -> dict[str, Any]:
   predict = jax.jit(steps.make_predict(s.model, s.task),
                     out_shardings=sharding.replicated(s.mesh))
 
@@ -159,15 +160,23 @@ def _evaluators(s: Setup) -> dict[str, Any]:
     data = _data_spec(c, node.pop("split", c.data.eval_split), node.pop("pp", c.data.pp_eval),
                       node.pop("batch_size", c.data.eval_batch_size), f"evaluators.{name}.pp")
     _check_batch(data.global_batch, s.mesh, f"evaluators.{name}.batch_size")
-    out[name] = registry.EVALUATORS.get(node.pop("kind"))(predict_fn, data=data, **node)
+    ctor = registry.EVALUATORS.get(node.pop("kind"))
+    if "workdir" in inspect.signature(ctor).parameters:
+      node["workdir"] = workdir
+    out[name] = ctor(predict_fn, data=data, **node)
   return out
 
 
-def _evaluate(evaluators: dict, state: dict) -> dict[str, float]:
+def _evaluate(evaluators: dict, state: dict, writer: metrics_lib.MetricWriter,
+              step: int) -> dict[str, float]:
+  """Runs every evaluator; writes its scalars and, if it draws any, its pictures."""
   variables = steps.variables_of(state)
   results = {}
   for name, evaluator in evaluators.items():
     results.update({f"{name}/{k}": v for k, v in evaluator.run(variables).items()})
+    if hasattr(evaluator, "pictures"):
+      writer.write_images(step, {f"{name}/{k}": v for k, v in evaluator.pictures().items()})
+  writer.write(step, results)
   return results
 
 
@@ -175,14 +184,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   """Restores the newest checkpoint in `workdir` and runs the evaluators."""
   s = setup(config)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
+  writer = metrics_lib.MetricWriter(workdir, scalars=False)
   try:
     abstract = checkpoint.abstract_tree(jax.eval_shape(s.init_fn), s.state_shardings)
     newest = ckpt.restore_newest(abstract)
     if newest is None:
       raise FileNotFoundError(f"No checkpoint to evaluate in {ckpt.directory}.")
     state, _, step = newest
-    results = _evaluate(_evaluators(s), state)
+    results = _evaluate(_evaluators(s, workdir), state, writer, step)
   finally:
+    writer.close()
     ckpt.close()
     s.train_data.close()
   metrics_lib.log(f"Eval of step {step}: {results}")
@@ -236,7 +247,7 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
                        donate_argnums=0, in_shardings=(s.state_shardings, batch_sharding),
                        out_shardings=(s.state_shardings, sharding.replicated(s.mesh)))
   finite = jax.jit(steps.all_finite)
-  evaluators = _evaluators(s)
+  evaluators = _evaluators(s, workdir)
   progress = metrics_lib.Progress(step, s.total_steps, c.data.batch_size)
   metrics_lib.log(f"Training {s.config.model.name} from step {step} to {s.total_steps} "
                   f"({s.train_data.steps_per_epoch} steps/epoch) on mesh {dict(s.mesh.shape)}.")
@@ -250,9 +261,10 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
     stopping = stop.should_stop(step, c.log_every_steps)
     if step % c.log_every_steps == 0 or last or stopping:
       history = _checked(pending, step)
-      skipped = float(sum(h["data/skipped"] for h in history))  # Since the last log line.
-      scalars = {**metrics_lib.summarize(history), "data/skipped": skipped,
-                 **progress.update(step)}
+      scalars = {**metrics_lib.summarize(history), **progress.update(step)}
+      # Counts are totals since the last log line, not means.
+      scalars.update({k: float(sum(h[k] for h in history)) for k in history[0]
+                      if k.startswith("data/")})
       writer.write(step, scalars)
       metrics_lib.log(progress.line(step, scalars))
       results.update(scalars)
@@ -264,8 +276,7 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
                                              "not saving a checkpoint.")
       ckpt.save(step, state, s.train_data.get_state())
     if last or (c.eval_every_steps and step % c.eval_every_steps == 0):
-      eval_results = _evaluate(evaluators, state)
-      writer.write(step, eval_results)
+      eval_results = _evaluate(evaluators, state, writer, step)
       metrics_lib.log(f"step {step} eval: {eval_results}")
       results.update(eval_results)
     if stopping:

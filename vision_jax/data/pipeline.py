@@ -26,6 +26,17 @@ from vision_jax.data import sources
 from vision_jax.data.transforms import Preprocess
 
 MASK, SKIPPED = "mask", "skipped"
+# Per-example int32 counters a pp op may emit (e.g. "count/dropped_boxes"); the
+# trainer sums them over the global batch and logs them as data/<name>.
+COUNT_PREFIX = "count/"
+# JAX's default dtypes: 64-bit features are stored as their 32-bit kind.
+_CANONICAL = {np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32,
+              np.dtype(np.float64): np.float32}
+
+
+def canonical(value) -> np.ndarray:
+  value = np.asarray(value)
+  return value.astype(_CANONICAL.get(value.dtype, value.dtype), copy=False)
 
 
 class ProcessShard(grain.MapDataset):
@@ -89,7 +100,7 @@ def example_template(source, preprocess: Preprocess, tries: int = 64) -> dict:
     except Exception as e:  # pylint: disable=broad-except
       error = e
       continue
-    template = {k: np.zeros_like(np.asarray(v)) for k, v in example.items()}
+    template = {k: np.zeros_like(canonical(v)) for k, v in example.items()}
     template[MASK] = np.float32(0.0)
     return template
   raise ValueError(f"None of the first {tries} records could be preprocessed with "
