@@ -144,18 +144,22 @@ def load_partial(path: str, subtree: str, target: str | None, state: dict) -> tu
   Leaves are matched by their path below the subtree; a leaf loads when the
   shapes agree. Returns (new state, report) where report lists the 'loaded',
   'missing' (in state, not in checkpoint), 'unused' (in checkpoint, not in
-  state) and 'mismatched' (shape differs) paths.
+  state), 'mismatched' (shape differs) and 'untouched' (same collection as
+  `target`, outside it: e.g. a detection head left at its initialisation) paths.
   """
   saved = read_weights(path)
   source = {path_name(p): np.asarray(v)
             for p, v in jax.tree_util.tree_leaves_with_path(_subtree(saved, subtree))}
   target = (target or subtree).strip("/")
-  report = {"loaded": [], "missing": [], "mismatched": [], "unused": []}
+  report = {"loaded": [], "missing": [], "mismatched": [], "unused": [], "untouched": []}
   used = set()
+  collection = target.split("/")[0] + "/"
 
   def load(p, leaf):
     name = path_name(p)
     if not (name == target or name.startswith(target + "/")):
+      if name.startswith(collection):
+        report["untouched"].append(name)
       return leaf
     key = name[len(target):].lstrip("/")
     if key not in source:

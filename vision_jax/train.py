@@ -141,8 +141,15 @@ def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dic
     metrics_lib.log(f"init_from {src.path} [{src.subtree}] -> [{src.target or src.subtree}]: "
                     f"loaded {len(report['loaded'])}, missing {len(report['missing'])} "
                     f"{report['missing'][:10]}, mismatched {report['mismatched'][:10]}, "
-                    f"unused {len(report['unused'])} {report['unused'][:10]}.")
+                    f"unused {len(report['unused'])} {report['unused'][:10]}; kept from "
+                    f"initialisation outside the target: {len(report['untouched'])} "
+                    f"{_prefixes(report['untouched'])}.")
   return state, None
+
+
+def _prefixes(paths: list[str], depth: int = 2) -> list[str]:
+  """Distinct leading path parts, e.g. ['params/fpn', 'params/head']."""
+  return sorted({"/".join(p.split("/")[:depth]) for p in paths})
 
 
 def _evaluators(s: Setup, workdir: str) -> dict[str, Any]:
