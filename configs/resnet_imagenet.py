@@ -28,8 +28,8 @@ def get_config(arg=None):
   c.data.eval_batch_size = 1000
   c.data.num_workers = 8
   norm = f"normalize({MEAN_RGB}, {STD_RGB})|onehot(1000)|keep('image', 'labels')"
-  c.data.pp_train = f"decode(channels=3)|resize(256)|random_crop(224)|flip_lr|{norm}"
-  c.data.pp_eval = f"decode(channels=3)|resize(256)|central_crop(224)|{norm}"
+  c.data.pp_train = f"decode(channels=3)|random_resized_crop(224)|flip_lr|{norm}"
+  c.data.pp_eval = f"decode(channels=3)|resize_small(256)|central_crop(224)|{norm}"
 
   c.model.name = VARIANTS[arg.variant]
   c.model.num_classes = 1000

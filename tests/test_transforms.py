@@ -25,7 +25,7 @@ def test_registry_lookup_and_suggestion():
   assert registry.PP_OPS.get("flip_lr") is transforms.flip_lr
   with pytest.raises(KeyError, match="Unknown preprocessing op 'flip'. Did you mean 'flip_lr'?"):
     registry.PP_OPS.get("flip")
-  assert registry.MODELS.names()[:2] == ["resnet101", "resnet18"]
+  assert registry.MODELS.names()[:2] == ["pvt_large", "pvt_medium"]  # Sorted.
 
 
 def test_decode_png_round_trip_and_channels():
@@ -60,6 +60,32 @@ def test_random_crop_is_a_window_and_reproducible():
   np.testing.assert_array_equal(a, img[top:top + 4, left:left + 4])
   corners = {int(op({"image": img}, _rng(s))["image"][0, 0, 0]) for s in range(50)}
   assert len(corners) > 10  # Positions vary with the rng.
+
+
+def test_random_resized_crop_windows_respect_scale_and_ratio():
+  for seed in range(200):
+    top, left, ch, cw = transforms.crop_window(200, 300, (0.25, 0.5), (0.5, 2.0), _rng(seed))
+    assert 0.25 * 0.97 <= ch * cw / (200 * 300) <= 0.5 * 1.03
+    assert 0.5 * 0.97 <= cw / ch <= 2.0 * 1.03
+    assert 0 <= top <= 200 - ch and 0 <= left <= 300 - cw
+  # Impossible ratio (a 10:1 strip): the largest centred crop within the ratio.
+  assert transforms.crop_window(10, 100, (1.0, 1.0), (0.5, 2.0), _rng(0)) == (0, 40, 10, 20)
+  # The op cuts that window and resizes it.
+  img = np.tile(np.arange(100, dtype=np.uint8)[None, :, None], (10, 1, 1))
+  out = transforms.random_resized_crop((10, 20), scale=(1.0, 1.0), ratio=(0.5, 2.0))(
+      {"image": img}, _rng(0))["image"]
+  np.testing.assert_array_equal(out, img[:, 40:60])
+  a = transforms.random_resized_crop(8)({"image": img}, _rng(5))["image"]
+  b = transforms.random_resized_crop(8)({"image": img}, _rng(5))["image"]
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (8, 8, 1)
+
+
+def test_resize_small_keeps_the_aspect_ratio():
+  out = transforms.resize_small(64)({"image": np.zeros((100, 250, 3), np.uint8)}, _rng())["image"]
+  assert out.shape == (64, 160, 3)
+  out = transforms.resize_small(10)({"image": np.full((40, 30, 1), 9, np.uint8)}, _rng())["image"]
+  assert out.shape == (13, 10, 1) and np.all(out == 9)
 
 
 def test_pad_central_crop_flip_resize():

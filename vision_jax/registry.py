@@ -78,8 +78,10 @@ SCHEDULES = Registry("schedule", {
 PP_OPS = Registry("preprocessing op", {
     "decode": "vision_jax.data.transforms:decode",
     "resize": "vision_jax.data.transforms:resize",
+    "resize_small": "vision_jax.data.transforms:resize_small",
     "random_crop": "vision_jax.data.transforms:random_crop",
     "central_crop": "vision_jax.data.transforms:central_crop",
+    "random_resized_crop": "vision_jax.data.transforms:random_resized_crop",
     "pad": "vision_jax.data.transforms:pad",
     "flip_lr": "vision_jax.data.transforms:flip_lr",
     "normalize": "vision_jax.data.transforms:normalize",

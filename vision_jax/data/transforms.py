@@ -39,16 +39,32 @@ def decode(key: str = "image", channels: int | None = None) -> Op:
   return fn
 
 
+def resize_channels(img: np.ndarray, h: int, w: int, resample) -> np.ndarray:
+  """Resizes a uint8 [H, W, C] image channel by channel (any C) with PIL."""
+  return np.stack([np.asarray(Image.fromarray(img[..., c]).resize((w, h), resample))
+                   for c in range(img.shape[-1])], axis=-1)
+
+
 def resize(size, key: str = "image", method: str = "bilinear") -> Op:
   """Resizes a uint8 [H, W, C] image to `size` (int or (h, w))."""
   h, w = _size(size)
   resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
               "bicubic": Image.BICUBIC}[method]
   def fn(ex, rng):
+    return {**ex, key: resize_channels(ex[key], h, w, resample)}
+  return fn
+
+
+def resize_small(size: int, key: str = "image", method: str = "bilinear") -> Op:
+  """Resizes so the shorter side is `size`, keeping the aspect ratio."""
+  resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
+              "bicubic": Image.BICUBIC}[method]
+  def fn(ex, rng):
     img = ex[key]
-    channels = [np.asarray(Image.fromarray(img[..., c]).resize((w, h), resample))
-                for c in range(img.shape[-1])]
-    return {**ex, key: np.stack(channels, axis=-1)}
+    h, w = img.shape[:2]
+    ratio = size / min(h, w)
+    return {**ex, key: resize_channels(img, max(1, round(h * ratio)), max(1, round(w * ratio)),
+                                       resample)}
   return fn
 
 
@@ -67,6 +83,41 @@ def random_crop(size, key: str = "image") -> Op:
     top = rng.integers(0, img.shape[0] - h + 1)
     left = rng.integers(0, img.shape[1] - w + 1)
     return {**ex, key: img[top:top + h, left:left + w]}
+  return fn
+
+
+def crop_window(h: int, w: int, scale, ratio, rng: np.random.Generator
+                ) -> tuple[int, int, int, int]:
+  """(top, left, height, width) of an Inception-style crop: area fraction
+  uniform in `scale`, aspect (w/h) log-uniform in `ratio`; after 10 failed
+  tries, the largest centred crop whose aspect lies within `ratio`."""
+  log_ratio = np.log(np.asarray(ratio, np.float64))
+  for _ in range(10):
+    target = h * w * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(*log_ratio))
+    cw, ch = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+    if 0 < cw <= w and 0 < ch <= h:
+      return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+  if w / h < ratio[0]:
+    cw, ch = w, int(round(w / ratio[0]))
+  elif w / h > ratio[1]:
+    ch, cw = h, int(round(h * ratio[1]))
+  else:
+    ch, cw = h, w
+  return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def random_resized_crop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), key: str = "image",
+                        method: str = "bilinear") -> Op:
+  """Inception-style crop (Szegedy et al., CVPR 2015; torchvision's
+  RandomResizedCrop): a `crop_window`, resized to `size`."""
+  h_out, w_out = _size(size)
+  resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[method]
+
+  def fn(ex, rng):
+    img = ex[key]
+    top, left, ch, cw = crop_window(img.shape[0], img.shape[1], scale, ratio, rng)
+    return {**ex, key: resize_channels(img[top:top + ch, left:left + cw], h_out, w_out, resample)}
   return fn
 
 
