@@ -1,9 +1,17 @@
-"""Random-access sources by dataset name: TFDS `data_source` (ArrayRecord)."""
+"""Random-access sources by dataset name.
+
+TFDS names read through `data_source` (ArrayRecord); "coco_folder" reads a
+COCO-layout folder (data_dir = its root) and embedded datasets are generated
+on first use, either as TFDS datasets or as COCO-layout folders.
+"""
 import jax
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from vision_jax import registry
+
+
+COCO_FOLDER = "coco_folder"
 
 
 class DataMissingError(FileNotFoundError):
@@ -20,10 +28,9 @@ def _prepare_help(name: str, data_dir: str | None) -> str:
 
 def _prepare_once(builder) -> None:
   """Builds an embedded dataset: process 0 first (data_dir may be shared), then
-  any host whose own data_dir still lacks it."""
-  if builder.is_prepared():
-    return
-  if jax.process_index() == 0:
+  any host whose own data_dir still lacks it. Every process reaches the
+  barrier, prepared or not, so hosts with their own disks cannot deadlock."""
+  if jax.process_index() == 0 and not builder.is_prepared():
     builder.download_and_prepare()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"prepared {builder.name}")
@@ -31,22 +38,63 @@ def _prepare_once(builder) -> None:
       builder.download_and_prepare()
 
 
-def open_source(name: str, split: str, data_dir: str | None, skip_decoding=()):
-  """Returns a random-access source of decoded examples for `name`/`split`.
+def coco_root(name: str, data_dir: str | None) -> str | None:
+  """The COCO-layout folder behind `name`, or None for a TFDS name: data_dir
+  for "coco_folder"; for an embedded COCO-layout dataset, its directory
+  (generated first if needed, once per host)."""
+  if name == COCO_FOLDER:
+    if not data_dir:
+      raise DataMissingError(
+          f"Dataset {COCO_FOLDER!r} reads a COCO-layout folder: set config.data.data_dir to its "
+          "root (with annotations/instances_<split>.json and <split>/<images>).")
+    return data_dir
+  if name in registry.EMBEDDED_DATASETS:
+    cls = registry.EMBEDDED_DATASETS.get(name)
+    if not issubclass(cls, tfds.core.DatasetBuilder):
+      builder = cls(data_dir=data_dir)
+      _prepare_once(builder)
+      return builder.root
+  return None
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataMissingError(f"Unknown dataset {name!r}: neither embedded "
+                           f"({', '.join(registry.EMBEDDED_DATASETS.names())}), "
+                           f"{COCO_FOLDER!r}, nor in TFDS. {e}") from None
+  except ImportError as e:  # Some builders' code needs TensorFlow; prepared files do not.
+    try:
+      return tfds.core.read_only_builder.builder_from_files(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+      raise DataMissingError(
+          f"TFDS dataset {name!r} is not prepared in {data_dir or 'the default data_dir'}, and "
+          f"its builder code cannot run here ({e}).\n" + _prepare_help(name, data_dir)) from e
+
+
+def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *,
+                drop_empty: bool = False):
+  """Returns a random-access source of examples for `name`/`split`.
 
   Embedded datasets are built in `data_dir` on first use; any other TFDS name
   must already be prepared, or a `DataMissingError` says how to prepare it.
+  COCO-layout folders ("coco_folder", "shapes_demo") give records in the TFDS
+  `coco/2017` layout; `drop_empty` keeps only their annotated images.
   """
+  root = coco_root(name, data_dir)
+  if root is not None:
+    from vision_jax.data import coco  # pylint: disable=import-outside-toplevel
+    return coco.CocoFolder(root, split, decode_image="image" not in skip_decoding,
+                           drop_empty=drop_empty)
+  if drop_empty:
+    raise ValueError(f"drop_empty applies to COCO-layout folders, not to {name!r}.")
   decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding}
   if name in registry.EMBEDDED_DATASETS:
     builder = registry.EMBEDDED_DATASETS.get(name)(data_dir=data_dir, file_format="array_record")
     _prepare_once(builder)
   else:
-    try:
-      builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
-      raise DataMissingError(f"Unknown dataset {name!r}: neither embedded "
-                             f"({', '.join(registry.EMBEDDED_DATASETS.names())}) nor in TFDS. {e}") from None
+    builder = _tfds_builder(name, data_dir)
   if builder.info.splits and split.split("[")[0] not in builder.info.splits:
     raise DataMissingError(f"Dataset {name!r} has no split {split!r}; it has "
                            f"{', '.join(builder.info.splits)}.")
