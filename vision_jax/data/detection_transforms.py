@@ -14,12 +14,10 @@ mmdet's per-batch padding to a multiple of 32, `pad_to` pads every image to one
 fixed canvas, so batches have static shapes.
 """
 import numpy as np
-from PIL import Image
 
-from vision_jax.data.transforms import Op
+from vision_jax.data.transforms import Op, check_method, resize_image
 
 DROPPED, TRUNCATED = "count/dropped_boxes", "count/truncated_boxes"
-_RESAMPLE = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
 
 
 def _image_id(ex: dict) -> dict:
@@ -84,17 +82,6 @@ def keep_ratio_size(h: int, w: int, short: float, long: float) -> tuple[int, int
   return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-def _resize(image: np.ndarray, h: int, w: int, resample) -> np.ndarray:
-  """Resizes [H, W(, C)] to (h, w): uint8 RGB(A) in one call, else per plane."""
-  if image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] in (3, 4):
-    return np.asarray(Image.fromarray(image).resize((w, h), resample))
-  planes = image.reshape(image.shape[:2] + (-1,))
-  kind = np.uint8 if image.dtype == np.uint8 else np.float32  # PIL modes "L" / "F".
-  out = [np.asarray(Image.fromarray(planes[..., c].astype(kind)).resize((w, h), resample))
-         for c in range(planes.shape[-1])]
-  return np.stack(out, -1).astype(image.dtype).reshape((h, w) + image.shape[2:])
-
-
 def resize_keep_ratio(short: int = 800, long: int = 1333, method: str = "bilinear") -> Op:
   """mmdet `Resize(img_scale=(long, short), keep_ratio=True)`.
 
@@ -104,11 +91,11 @@ def resize_keep_ratio(short: int = 800, long: int = 1333, method: str = "bilinea
   "image/scale" = (new_h / H, new_w / W) and "image/size" = (new_h, new_w).
   PIL's filters anti-alias when shrinking, unlike mmcv's cv2 default.
   """
-  resample = _RESAMPLE[method]
+  check_method(method)
   def fn(ex, rng):
     h, w = _hw(ex)
     nh, nw = keep_ratio_size(h, w, short, long)
-    out = {**ex, "image": _resize(np.asarray(ex["image"]), nh, nw, resample),
+    out = {**ex, "image": resize_image(np.asarray(ex["image"]), nh, nw, method),
            "image/scale": np.array([nh / h, nw / w], np.float32),
            "image/size": np.array([nh, nw], np.int32)}
     if "boxes" in ex:

@@ -39,32 +39,46 @@ def decode(key: str = "image", channels: int | None = None) -> Op:
   return fn
 
 
-def resize_channels(img: np.ndarray, h: int, w: int, resample) -> np.ndarray:
-  """Resizes a uint8 [H, W, C] image channel by channel (any C) with PIL."""
-  return np.stack([np.asarray(Image.fromarray(img[..., c]).resize((w, h), resample))
-                   for c in range(img.shape[-1])], axis=-1)
+RESAMPLE = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+
+
+def check_method(method: str) -> None:
+  """Fails when a pp string is parsed, not at the first example."""
+  if method not in RESAMPLE:
+    raise ValueError(f"Unknown resize method {method!r}; choose one of {sorted(RESAMPLE)}.")
+
+
+def resize_image(image: np.ndarray, h: int, w: int, method: str = "bilinear") -> np.ndarray:
+  """Resizes [H, W(, C)] to (h, w) with PIL: uint8 RGB(A) in one call, other
+  channel counts and float images plane by plane (modes "L" / "F")."""
+  resample = RESAMPLE[method]
+  if image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] in (3, 4):
+    return np.asarray(Image.fromarray(image).resize((w, h), resample))
+  planes = image.reshape(image.shape[:2] + (-1,))
+  kind = np.uint8 if image.dtype == np.uint8 else np.float32
+  out = [np.asarray(Image.fromarray(planes[..., c].astype(kind)).resize((w, h), resample))
+         for c in range(planes.shape[-1])]
+  return np.stack(out, -1).astype(image.dtype).reshape((h, w) + image.shape[2:])
 
 
 def resize(size, key: str = "image", method: str = "bilinear") -> Op:
   """Resizes a uint8 [H, W, C] image to `size` (int or (h, w))."""
   h, w = _size(size)
-  resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
-              "bicubic": Image.BICUBIC}[method]
+  check_method(method)
   def fn(ex, rng):
-    return {**ex, key: resize_channels(ex[key], h, w, resample)}
+    return {**ex, key: resize_image(ex[key], h, w, method)}
   return fn
 
 
 def resize_small(size: int, key: str = "image", method: str = "bilinear") -> Op:
   """Resizes so the shorter side is `size`, keeping the aspect ratio."""
-  resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
-              "bicubic": Image.BICUBIC}[method]
+  check_method(method)
   def fn(ex, rng):
     img = ex[key]
     h, w = img.shape[:2]
     ratio = size / min(h, w)
-    return {**ex, key: resize_channels(img, max(1, round(h * ratio)), max(1, round(w * ratio)),
-                                       resample)}
+    return {**ex, key: resize_image(img, max(1, round(h * ratio)), max(1, round(w * ratio)),
+                                    method)}
   return fn
 
 
@@ -112,12 +126,12 @@ def random_resized_crop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), key: str 
   """Inception-style crop (Szegedy et al., CVPR 2015; torchvision's
   RandomResizedCrop): a `crop_window`, resized to `size`."""
   h_out, w_out = _size(size)
-  resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[method]
+  check_method(method)
 
   def fn(ex, rng):
     img = ex[key]
     top, left, ch, cw = crop_window(img.shape[0], img.shape[1], scale, ratio, rng)
-    return {**ex, key: resize_channels(img[top:top + ch, left:left + cw], h_out, w_out, resample)}
+    return {**ex, key: resize_image(img[top:top + ch, left:left + cw], h_out, w_out, method)}
   return fn
 
 
