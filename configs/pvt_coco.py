@@ -9,7 +9,8 @@ and a download-free demo on the embedded `shapes_demo` dataset.
       --config.data.data_dir=/data/tfds --config.init_from.path=/weights/pvt_small.pth \
       --workdir=/runs/retinanet_pvt_s
 
-Arguments: variant = demo | tiny | small | medium | large; coco = tfds (TFDS
+Arguments: variant = demo | tiny | small | medium | large; canvas = the demo's
+input side (a multiple of 32); coco = tfds (TFDS
 `coco/2017` prepared as ArrayRecord in data.data_dir) | folder (a COCO folder
 with annotations/instances_{train,val}2017.json in data.data_dir); batch =
 global batch size (16, as 8 GPUs x 2 images, for the recipe).
@@ -57,11 +58,13 @@ def _coco_data(c, source: str) -> None:
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, variant="demo", coco="tfds", batch=16)
+  arg = config_lib.parse_arg(arg, variant="demo", canvas=DEMO_CANVAS, coco="tfds", batch=16)
   if arg.variant != "demo" and arg.variant not in BACKBONES:
     raise config_lib.ConfigError(f"variant={arg.variant!r}: choose 'demo' or one of "
                                  f"{sorted(BACKBONES)}.")
   demo = arg.variant == "demo"
+  if arg.canvas % 32:
+    raise config_lib.ConfigError(f"canvas={arg.canvas}: must be a multiple of 32.")
   c = config_lib.base_config()
   c.task.name = "detection"
   c.model.name = "retinanet"
@@ -75,8 +78,8 @@ def get_config(arg=None):
 
   if demo:
     c.data.name, c.data.train_split, c.data.eval_split = "shapes_demo", "train", "val"
-    canvas, classes, max_boxes = (DEMO_CANVAS, DEMO_CANVAS), 6, 16
-    resize = f"resize_keep_ratio({DEMO_CANVAS}, {DEMO_CANVAS})"
+    canvas, classes, max_boxes = (arg.canvas, arg.canvas), 6, 16
+    resize = f"resize_keep_ratio({arg.canvas}, {arg.canvas})"
     c.data.batch_size = 16
     c.data.eval_batch_size = 40
     c.model.backbone = "pvt_tiny"

@@ -91,3 +91,18 @@ def test_tile_places_images_in_a_grid():
   assert pictures.tile(images[:1], columns=4).shape == (10, 20, 3)
   with pytest.raises(ValueError):
     pictures.tile([], columns=2)
+
+
+def test_tile_groups_makes_one_grid_per_group():
+  red = np.zeros((4, 6, 3), np.uint8)
+  red[..., 0] = 255
+  blue = np.zeros((2, 3, 3), np.uint8)
+  blue[..., 2] = 255
+  grids = pictures.tile_groups({"detections/10": blue, "detections/9": red, "other/1": red},
+                               columns=4)
+  assert sorted(grids) == ["detections", "other"]
+  grid = grids["detections"]
+  assert grid.shape == (4, 6 + 4 + 6, 3)  # Two cells of the largest size, 4 px apart.
+  np.testing.assert_array_equal(grid[:4, :6], red)  # 9 before 10: natural order.
+  np.testing.assert_array_equal(grid[:2, 10:13], blue)
+  np.testing.assert_array_equal(grids["other"], red)

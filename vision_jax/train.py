@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 
 from vision_jax import checkpoint, config as config_lib, metrics as metrics_lib, registry, sharding, steps
 from vision_jax.data import pipeline
+from vision_jax.evaluators import pictures as pictures_lib
 from vision_jax.optim import builder
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -182,7 +183,8 @@ def _evaluate(evaluators: dict, state: dict, writer: metrics_lib.MetricWriter,
   for name, evaluator in evaluators.items():
     results.update({f"{name}/{k}": v for k, v in evaluator.run(variables).items()})
     if hasattr(evaluator, "pictures"):
-      writer.write_images(step, {f"{name}/{k}": v for k, v in evaluator.pictures().items()})
+      writer.write_images(step, {f"{name}/{k}": v for k, v in
+                                 pictures_lib.tile_groups(evaluator.pictures()).items()})
   writer.write(step, results)
   return results
 

@@ -119,3 +119,15 @@ def tile(images: Sequence[np.ndarray], columns: int, gap: int = 4) -> np.ndarray
     top, left = r * (cell_h + gap), c * (cell_w + gap)
     grid[top:top + im.shape[0], left:left + im.shape[1]] = im
   return grid
+
+
+def tile_groups(images: dict[str, np.ndarray], columns: int = 4) -> dict[str, np.ndarray]:
+  """{"group/item": image} -> {"group": grid of the group's images, in key order}."""
+  groups: dict[str, list[np.ndarray]] = {}
+  for key in sorted(images, key=lambda k: (k.split("/")[0], _natural(k))):
+    groups.setdefault(key.split("/")[0], []).append(images[key])
+  return {group: tile(items, columns) for group, items in groups.items()}
+
+
+def _natural(key: str) -> list:
+  return [int(t) if t.isdigit() else t for t in key.replace("/", " ").split()]

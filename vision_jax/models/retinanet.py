@@ -8,7 +8,7 @@ P6 = 3x3 stride-2 conv on C5 (`add_extra_convs='on_input'`), P7 = 3x3 stride-2
 conv on P6 with no ReLU before it; Xavier-uniform init. Head: shared across
 levels, two towers of `num_convs` (3x3 conv + ReLU), a classifier 3x3 conv to
 A*C logits whose bias is -log((1 - pi) / pi) (Eq. 5's prior, pi = 0.01) and a
-regressor 3x3 conv to A*4 deltas; Normal(0, 0.01) init.
+regressor 3x3 conv to A*4 deltas; Normal(0, 0.01) init (`head_init_std`).
 
 Outputs are flattened per level in (level, y, x, anchor) order, the order of
 `vision_jax.ops.anchors`: "cls" [B, N, C] logits and "reg" [B, N, 4] deltas.
@@ -24,7 +24,6 @@ import jax.numpy as jnp
 
 Dtype = Any
 xavier = nn.initializers.xavier_uniform()
-head_init = nn.initializers.normal(0.01)
 
 
 def upsample_nearest(x: jax.Array, size: tuple[int, int]) -> jax.Array:
@@ -70,16 +69,18 @@ class RetinaHead(nn.Module):
   features: int = 256
   num_convs: int = 4
   prior_prob: float = 0.01
+  init_std: float = 0.01
   dtype: Dtype = jnp.float32
 
   def setup(self):
+    init = nn.initializers.normal(self.init_std)
     tower = lambda kind: [_conv3x3(self.features, f"{kind}_conv{i}", self.dtype,
-                                   kernel_init=head_init) for i in range(self.num_convs)]
+                                   kernel_init=init) for i in range(self.num_convs)]
     self.cls_convs, self.reg_convs = tower("cls"), tower("reg")
     bias = -math.log((1 - self.prior_prob) / self.prior_prob)
     self.cls_out = _conv3x3(self.num_anchors * self.num_classes, "cls_out", self.dtype,
-                            kernel_init=head_init, bias_init=nn.initializers.constant(bias))
-    self.reg_out = _conv3x3(self.num_anchors * 4, "reg_out", self.dtype, kernel_init=head_init)
+                            kernel_init=init, bias_init=nn.initializers.constant(bias))
+    self.reg_out = _conv3x3(self.num_anchors * 4, "reg_out", self.dtype, kernel_init=init)
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     cls, reg = x, x
@@ -106,6 +107,10 @@ class RetinaNet(nn.Module):
   head_features: int = 256
   head_convs: int = 4
   prior_prob: float = 0.01
+  # Normal init of the head convs; mmdet's 0.01 suits 256 channels. The tower's
+  # signal scales by std * sqrt(9 * features) per conv, so a narrower head
+  # keeps mmdet's propagation with 0.01 * sqrt(256 / head_features).
+  head_init_std: float = 0.01
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -116,7 +121,7 @@ class RetinaNet(nn.Module):
     features, _ = backbone(jnp.asarray(images, self.dtype), train=train)
     pyramid = FPN(self.fpn_features, dtype=self.dtype, name="fpn")(features)
     head = RetinaHead(self.num_classes, self.num_anchors, self.head_features, self.head_convs,
-                      self.prior_prob, self.dtype, name="head")
+                      self.prior_prob, self.head_init_std, self.dtype, name="head")
     cls, reg = zip(*(head(p) for p in pyramid))
     outputs = {"cls": jnp.concatenate(cls, 1).astype(jnp.float32),
                "reg": jnp.concatenate(reg, 1).astype(jnp.float32)}
