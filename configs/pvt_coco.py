@@ -2,7 +2,7 @@ r"""RetinaNet with a Pyramid Vision Transformer backbone on COCO: mmdetection
 2.13's `retinanet_pvt_{t,s,m,l}_fpn_1x_coco` (Wang et al., ICCV 2021, Table 3),
 and a download-free demo on the embedded `shapes_demo` dataset.
 
-  # The demo (default): half-width PVT-Tiny, 192x192 canvas, 2-core CPU friendly.
+  # The demo (default): a half-width PVT-Tiny from scratch, 192x192 canvas, on 2 CPU cores.
   python -m vision_jax.main --config=configs/pvt_coco.py
   # COCO 1x recipe, ImageNet-initialised backbone:
   python -m vision_jax.main --config=configs/pvt_coco.py:variant=small \
@@ -34,7 +34,7 @@ MEAN_RGB = (0.485, 0.456, 0.406)  # mmdet's (123.675, 116.28, 103.53) / 255.
 STD_RGB = (0.229, 0.224, 0.225)  # mmdet's (58.395, 57.12, 57.375) / 255.
 KEEP = "keep('image', 'boxes', 'classes', 'image/id', 'image/scale', 'image/size', " \
        "'count/dropped_boxes', 'count/truncated_boxes')"
-# The demo: a PVT-Tiny of half width (same code, same structure).
+# The demo: PVT-Tiny's structure (2-2-2-2 blocks, SR 8-4-2-1) at half its widths, MLP ratio 4.
 DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4),
                  "mlp_ratios": (4, 4, 4, 4), "drop_path_rate": 0.0}
 DEMO_CANVAS = 192

@@ -145,8 +145,8 @@ class SpatialReductionAttention(nn.Module):
       x = PatchifyConv(c, r, self.dtype, name="sr")(x.reshape(b, *hw, c))
       x = _layer_norm(1e-5, self.dtype, "norm")(x.reshape(b, -1, c))
     kv = dense(2 * c, name="kv")(x).reshape(b, -1, 2, self.num_heads, d).transpose(2, 0, 3, 1, 4)
-    # Batched matmuls in [B, heads, tokens, d]: on CPU several times faster to
-    # differentiate than jax.nn.dot_product_attention's [B, tokens, heads, d].
+    # Batched matmuls in [B, heads, tokens, d]: on CPU faster to differentiate
+    # than jax.nn.dot_product_attention's [B, tokens, heads, d] (bench/pvt_step.py).
     logits = jnp.einsum("bhnd,bhmd->bhnm", q * jnp.asarray(d ** -0.5, q.dtype), kv[0])
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
     y = jnp.einsum("bhnm,bhmd->bhnd", weights, kv[1]).transpose(0, 2, 1, 3)
