@@ -109,3 +109,10 @@ def test_experiment_configs_validate():
       config_lib.validate(module.get_config(arg))
     with pytest.raises(ConfigError, match="variant='r19'"):
       module.get_config("variant=r19")
+
+
+def test_default_workdir_names_the_config_and_its_arguments():
+  from vision_jax import main  # pylint: disable=import-outside-toplevel
+  assert main.default_workdir("configs/pvt_coco.py") == "workdirs/pvt_coco"
+  assert main.default_workdir("configs/pvt_coco.py:variant=small,batch=8") == \
+      "workdirs/pvt_coco_variant-small-batch-8"

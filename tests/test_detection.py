@@ -67,6 +67,11 @@ def test_head_starts_at_the_focal_prior():
                              -math.log(99.0), rtol=1e-6)  # -4.59512
   outputs, _ = model.apply(variables, jnp.ones((1, 64, 64, 3)))
   np.testing.assert_allclose(jnp.mean(jax.nn.sigmoid(outputs["cls"])), 0.01, atol=2e-3)
+  assert abs(float(jnp.std(variables["params"]["head"]["cls_conv0"]["kernel"])) - 0.01) < 1e-3
+  wider = retinanet.RetinaNet(backbone="pvt_tiny", backbone_args=TINY_BACKBONE, num_classes=3,
+                              fpn_features=16, head_features=16, head_convs=1, head_init_std=0.04)
+  kernel = wider.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))["params"]["head"]["cls_conv0"]["kernel"]
+  assert abs(float(jnp.std(kernel)) - 0.04) < 4e-3
 
 
 def _batch():
