@@ -51,6 +51,12 @@ MODELS = Registry("model", {
     "pvt_medium": "vision_jax.models.pvt:pvt_medium",
     "pvt_large": "vision_jax.models.pvt:pvt_large",
     "retinanet": "vision_jax.models.retinanet:RetinaNet",
+    "hyperbolic_resnet20": "vision_jax.models.poincare_resnet:hyperbolic_resnet20",
+    "hyperbolic_resnet32": "vision_jax.models.poincare_resnet:hyperbolic_resnet32",
+    "euclidean_resnet20": "vision_jax.models.poincare_resnet:euclidean_resnet20",
+    "euclidean_resnet32": "vision_jax.models.poincare_resnet:euclidean_resnet32",
+    "hybrid_resnet20": "vision_jax.models.poincare_resnet:hybrid_resnet20",
+    "hybrid_resnet32": "vision_jax.models.poincare_resnet:hybrid_resnet32",
 })
 
 TASKS = Registry("task", {
@@ -65,6 +71,7 @@ EVALUATORS = Registry("evaluator", {
 
 OPTIMIZERS = Registry("optimizer", {
     "sgd": "vision_jax.optim.builder:sgd",
+    "adam": "vision_jax.optim.builder:adam",
     "adamw": "vision_jax.optim.builder:adamw",
     "lamb": "vision_jax.optim.builder:lamb",
 })

@@ -1,4 +1,4 @@
-"""Optax optimizer from config: sgd+momentum, AdamW, LAMB with decay masks and clipping."""
+"""Optax optimizer from config: sgd+momentum, Adam, AdamW, LAMB with decay masks and clipping."""
 import re
 
 import jax
@@ -20,6 +20,13 @@ def sgd(lr, cfg, mask):
   return optax.chain(
       optax.add_decayed_weights(cfg.weight_decay, mask) if cfg.weight_decay else optax.identity(),
       optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
+
+
+def adam(lr, cfg, mask):
+  """Adam (Kingma & Ba, arXiv:1412.6980) with coupled L2 decay, as torch.optim.Adam."""
+  return optax.chain(
+      optax.add_decayed_weights(cfg.weight_decay, mask) if cfg.weight_decay else optax.identity(),
+      optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
 
 
 def adamw(lr, cfg, mask):

@@ -1,0 +1,1 @@
+"""Manifold operations with hand-written backward passes."""
