@@ -151,6 +151,9 @@ CORE_CASES = {  # name -> (inputs builder); inputs stay off the clamps.
     "expmap0_raw": lambda c: (np.random.default_rng(23).standard_normal((8, 5)),),
     "logmap0": lambda c: (points(24, 8, 5, c, radius=0.9),),
     "conformal_factor": lambda c: (points(25, 8, 5, c),),
+    # Norms on both sides of the series threshold.
+    "expmap0_factor": lambda c: (np.geomspace(1e-3, 3.0, 12)[:, None] / np.sqrt(c),),
+    "logmap0_factor": lambda c: (np.geomspace(1e-3, 0.95, 12)[:, None] / np.sqrt(c),),
 }
 
 

@@ -70,13 +70,10 @@ def test_official_conformal_factor_breaks_the_identity():
   """With the official code's lambda = 2(1 - c||x||^2) the identity init is not the identity."""
   c, x = 1.0, ball_points(3, (4, 5), 1.0, radius=0.6)
   z = 0.5 * jnp.eye(5)
-
-  class OfficialBall(PoincareBall):
-    def conformal_factor(self, x, c):
-      return 2 * (1 - c * jnp.sum(x * x, -1, keepdims=True))
-
-  np.testing.assert_allclose(hyp.fully_connected(BALL, x, z, None, c), x, atol=1e-13)
-  assert np.abs(hyp.fully_connected(OfficialBall(), x, z, None, c) - x).max() > 1e-2
+  x2 = jnp.sum(x * x, -1, keepdims=True)
+  right, wrong = 2 / (1 - c * x2), 2 * (1 - c * x2)
+  np.testing.assert_allclose(hyp.hnnpp_fc(x @ z, right, z, None, c, BALL), x, atol=1e-13)
+  assert np.abs(hyp.hnnpp_fc(x @ z, wrong, z, None, c, BALL) - x).max() > 1e-2
 
 
 def test_fully_connected_gradients_match_finite_differences():
@@ -96,6 +93,21 @@ def test_beta_concatenation_factor_and_patch_order():
   want = torch.nn.functional.unfold(torch.tensor(x).permute(0, 3, 1, 2), 3, padding=1, stride=2)
   want = want.numpy().reshape(2, 27, 4, 3).transpose(0, 2, 3, 1)  # [B, C*k*k, L] -> NHWC.
   np.testing.assert_allclose(got, want, atol=1e-14)
+
+
+@pytest.mark.parametrize("strides, padding, kernel", [(1, 1, 3), (2, 1, 3), (2, 0, 1)])
+def test_conv_equals_fc_on_unfolded_patches(strides, padding, kernel):
+  """The patch-free conv equals exp_0 -> FC -> log_0 on explicitly unfolded patches."""
+  c = 0.25  # Exact in float32, the dtype of the layer's curvature.
+  conv = hyp.PoincareConv2d(5, (kernel, kernel), strides, padding, identity_init=False, c=c)
+  x = jnp.asarray(np.random.default_rng(11).standard_normal((2, 6, 7, 4)))
+  params = conv.init(jax.random.PRNGKey(0), x)
+  p = params["params"]
+  p = {**p, "bias": jnp.asarray(np.random.default_rng(12).standard_normal(5) * 0.1)}
+  windows = hyp.patches(x * hyp.beta_concat_scale(4, kernel * kernel), (kernel, kernel),
+                        strides, padding)
+  want = BALL.logmap0(hyp.fully_connected(BALL, BALL.expmap0(windows, c), p["z"], p["bias"], c), c)
+  np.testing.assert_allclose(conv.apply({"params": p}, x), want, rtol=1e-10, atol=1e-12)
 
 
 def test_conv_with_identity_init_passes_the_centre_channels():

@@ -54,6 +54,14 @@ class PoincareBall:
     c = self._c(c, v)
     return self.project(self._core("expmap0_raw")(v, c), c)
 
+  def expmap0_scale(self, n, c):
+    """The scalar a with exp_0(v) = a v (projection included) for ||v|| = n [..., 1]:
+    lets a layer apply exp_0 to vectors it never forms (patches of a conv)."""
+    c = self._c(c, n)
+    f = self._core("expmap0_factor")(n, c)
+    max_norm = (1 - core._by_dtype(core.PROJECT_EPS, n.dtype)) / jnp.sqrt(c)
+    return jnp.where(f * n > max_norm, max_norm / n, f)
+
   def logmap0(self, y, c):
     """log_0(y) = atanh(sqrt(c)||y||) y / (sqrt(c)||y||)."""
     return self._core("logmap0")(y, self._c(c, y))

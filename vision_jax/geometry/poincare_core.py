@@ -11,6 +11,9 @@ time and memory of their Euclidean twins; here they are `jax.custom_vjp`s:
   expmap0_raw(v, c)      tanh(sqrt(c)||v||) v / (sqrt(c)||v||)   (no projection)
   logmap0(y, c)          atanh(sqrt(c)||y||) y / (sqrt(c)||y||)
   conformal_factor(x, c) lambda_x = 2 / (1 - c||x||^2)
+  expmap0_factor(n, c), logmap0_factor(n, c)
+                         the radial maps' scalar factors F(sqrt(c) n) for a norm n,
+                         for layers that never form exp_0(v) itself
 
 Each backward saves only the op's inputs and recomputes the cheap scalars
 (norms, dot products), and also differentiates with respect to c. The two
@@ -139,47 +142,58 @@ project.defvjp(lambda x, c: (project_plain(x, c), (x, c)), _project_bwd)
 
 def _radial(closed_f: Callable, closed_h: Callable, series_f: tuple, series_h: tuple,
             clip_table: dict | None):
-  """(plain, custom) versions of out = F(sqrt(c)||v||) v; H(u) = F'(u)/u."""
+  """Plain and custom versions of the vector map out = F(sqrt(c)||v||) v and of
+  its scalar factor F(sqrt(c) n) for a given norm n; H(u) = F'(u)/u."""
 
-  def scalars(v, c):
-    n = safe_norm(v)
+  def scalars(n, c):
     u = jnp.sqrt(c) * n
     clipped = jnp.zeros(u.shape, bool)
     if clip_table is not None:
-      u_max = _by_dtype(clip_table, v.dtype)
+      u_max = _by_dtype(clip_table, n.dtype)
       clipped = u > u_max
       u = jnp.minimum(u, u_max)
-    small = u < _by_dtype(SERIES_BELOW, v.dtype)
+    small = u < _by_dtype(SERIES_BELOW, n.dtype)
     u_big = jnp.where(small, 1.0, u)  # Keeps the unused branch finite.
-    return n, u, small, u_big, clipped
+    f = jnp.where(small, _series(u * u, series_f), closed_f(u_big))
+    h = jnp.where(small, _series(u * u, series_h), closed_h(u_big))
+    return f, jnp.where(clipped, 0.0, h)  # Clipped: F is constant in n and c.
 
   def plain(v, c):
-    _, u, small, u_big, _ = scalars(v, c)
-    return jnp.where(small, _series(u * u, series_f), closed_f(u_big)) * v
+    return factor_plain(safe_norm(v), c) * v
 
   def bwd(res, g):
     v, c = res
-    n, u, small, u_big, clipped = scalars(v, c)
-    f = jnp.where(small, _series(u * u, series_f), closed_f(u_big))
-    h = jnp.where(small | clipped, 0.0, closed_h(u_big))
-    h = jnp.where(small & ~clipped, _series(u * u, series_h), h)
+    n = safe_norm(v)
+    f, h = scalars(n, c)
     gv_dot = dot(g, v)
-    gv = f * g + c * h * gv_dot * v
-    gc = h * gv_dot * n * n / 2
-    return sum_to(gv, v.shape), sum_to(gc, c.shape)
+    return sum_to(f * g + c * h * gv_dot * v, v.shape), sum_to(h * gv_dot * n * n / 2, c.shape)
+
+  def factor_plain(n, c):
+    u = jnp.sqrt(c) * n
+    if clip_table is not None:
+      u = jnp.minimum(u, _by_dtype(clip_table, n.dtype))
+    small = u < _by_dtype(SERIES_BELOW, n.dtype)
+    return jnp.where(small, _series(u * u, series_f), closed_f(jnp.where(small, 1.0, u)))
+
+  def factor_bwd(res, g):  # dF/dn = H c n, dF/dc = H n^2 / 2.
+    n, c = res
+    _, h = scalars(n, c)
+    return sum_to(g * h * c * n, n.shape), sum_to(g * h * n * n / 2, c.shape)
 
   custom = jax.custom_vjp(plain)
   custom.defvjp(lambda v, c: (plain(v, c), (v, c)), bwd)
-  return plain, custom
+  factor = jax.custom_vjp(factor_plain)
+  factor.defvjp(lambda n, c: (factor_plain(n, c), (n, c)), factor_bwd)
+  return plain, custom, factor_plain, factor
 
 
-expmap0_raw_plain, expmap0_raw = _radial(
+expmap0_raw_plain, expmap0_raw, expmap0_factor_plain, expmap0_factor = _radial(
     closed_f=lambda u: jnp.tanh(u) / u,
     closed_h=lambda u: (u / jnp.cosh(u)**2 - jnp.tanh(u)) / u**3,
     series_f=(1., -1 / 3, 2 / 15, -17 / 315, 62 / 2835),
     series_h=(-2 / 3, 8 / 15, -34 / 105, 496 / 2835, -2764 / 31185),
     clip_table=None)
-logmap0_plain, logmap0 = _radial(
+logmap0_plain, logmap0, logmap0_factor_plain, logmap0_factor = _radial(
     closed_f=lambda u: jnp.arctanh(u) / u,
     closed_h=lambda u: (u / (1 - u * u) - jnp.arctanh(u)) / u**3,
     series_f=(1., 1 / 3, 1 / 5, 1 / 7, 1 / 9),
@@ -210,7 +224,9 @@ conformal_factor.defvjp(lambda x, c: (conformal_factor_plain(x, c), (x, c)),
                         _conformal_factor_bwd)
 
 CUSTOM = {"mobius_add": mobius_add, "project": project, "expmap0_raw": expmap0_raw,
-          "logmap0": logmap0, "conformal_factor": conformal_factor}
+          "logmap0": logmap0, "conformal_factor": conformal_factor,
+          "expmap0_factor": expmap0_factor, "logmap0_factor": logmap0_factor}
 PLAIN = {"mobius_add": mobius_add_plain, "project": project_plain,
          "expmap0_raw": expmap0_raw_plain, "logmap0": logmap0_plain,
-         "conformal_factor": conformal_factor_plain}
+         "conformal_factor": conformal_factor_plain, "expmap0_factor": expmap0_factor_plain,
+         "logmap0_factor": logmap0_factor_plain}

@@ -40,19 +40,37 @@ class Curvature(nn.Module):
     return jax.nn.softplus(raw)
 
 
-def fully_connected(ball: PoincareBall, x: jax.Array, z: jax.Array, r: jax.Array | None,
-                    c: jax.Array) -> jax.Array:
-  """HNN++ Poincaré FC of ball points x [..., n] with z [n, m], r [m] -> [..., m] on the ball."""
+def hnnpp_fc(xz: jax.Array, lam: jax.Array, z: jax.Array, r: jax.Array | None, c: jax.Array,
+             ball: PoincareBall) -> jax.Array:
+  """HNN++ FC from <x, z_k> [..., m] and lambda_x [..., 1] -> ball points [..., m]."""
   sqrt_c = jnp.sqrt(c)
-  lam = ball.conformal_factor(x, c)
   z_norm = core.safe_norm(z.T)[:, 0]  # Zero columns (identity init, m > n) stay finite.
-  arg = sqrt_c * lam * (x @ z) / z_norm
+  arg = sqrt_c * lam * xz / z_norm
   if r is not None:
     two_r = 2 * sqrt_c * r
     arg = arg * jnp.cosh(two_r) - (lam - 1) * jnp.sinh(two_r)
   v = 2 * z_norm / sqrt_c * jnp.arcsinh(arg)
   w = jnp.sinh(sqrt_c * v) / sqrt_c
   return ball.project(w / (1 + jnp.sqrt(1 + c * core.sq_norm(w))), c)
+
+
+def _conformal(x2: jax.Array, c: jax.Array) -> jax.Array:
+  return 2 / jnp.maximum(1 - c * x2, core.MIN_DENOM)
+
+
+def fully_connected(ball: PoincareBall, x: jax.Array, z: jax.Array, r: jax.Array | None,
+                    c: jax.Array) -> jax.Array:
+  """HNN++ Poincaré FC of ball points x [..., n] with z [n, m], r [m] -> [..., m] on the ball."""
+  return hnnpp_fc(x @ z, _conformal(core.sq_norm(x), c), z, r, c, ball)
+
+
+def tangent_fully_connected(ball: PoincareBall, vz: jax.Array, v_sq: jax.Array, z: jax.Array,
+                            r: jax.Array | None, c: jax.Array) -> jax.Array:
+  """`fully_connected` of x = exp_0(v) given only v @ z and ||v||^2: exp_0(v) = a v
+  with a scalar a per vector, so <x, z_k> = a <v, z_k> and ||x||^2 = a^2 ||v||^2."""
+  n = jnp.sqrt(jnp.maximum(v_sq, core.MIN_NORM**2))
+  a = ball.expmap0_scale(n, c)
+  return hnnpp_fc(a * vz, _conformal((a * n) ** 2, c), z, r, c, ball)
 
 
 def _identity_or_normal(std: float | None):
@@ -64,23 +82,30 @@ def _identity_or_normal(std: float | None):
   return init
 
 
+def _fc_params(module: nn.Module, n_in: int, features: int, identity_init: bool,
+               use_bias: bool) -> tuple[jax.Array, jax.Array | None]:
+  """z [n_in, features]: I/2 (identity) or Normal(0, (2 n m)^-1/2) as the official code; bias 0."""
+  std = None if identity_init else (2 * n_in * features) ** -0.5
+  z = module.param("z", _identity_or_normal(std), (n_in, features))
+  r = module.param("bias", nn.initializers.zeros, (features,)) if use_bias else None
+  return z, r
+
+
 class PoincareLinear(nn.Module):
   """exp_0 -> HNN++ FC -> log_0 on the last axis."""
   features: int
   use_bias: bool = True
-  identity_init: bool = True  # Else z ~ Normal(0, (2 n m)^-1/2) as the official code.
+  identity_init: bool = True
   c: float = 0.1
   learnable_c: bool = False
   custom_grads: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    ball, n = PoincareBall(self.custom_grads), x.shape[-1]
+    ball = PoincareBall(self.custom_grads)
     c = Curvature(self.c, self.learnable_c, name="curvature")().astype(x.dtype)
-    std = None if self.identity_init else (2 * n * self.features) ** -0.5
-    z = self.param("z", _identity_or_normal(std), (n, self.features))
-    r = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
-    return ball.logmap0(fully_connected(ball, ball.expmap0(x, c), z, r, c), c)
+    z, r = _fc_params(self, x.shape[-1], self.features, self.identity_init, self.use_bias)
+    return ball.logmap0(tangent_fully_connected(ball, x @ z, core.sq_norm(x), z, r, c), c)
 
 
 def beta_concat_scale(in_features: int, kernel_elements: int) -> float:
@@ -99,7 +124,10 @@ def patches(x: jax.Array, kernel_size: Sequence[int], strides: int, padding: int
 
 
 class PoincareConv2d(nn.Module):
-  """Beta-scaled patches (channel-major, as torch `unfold`) -> exp_0 -> FC -> log_0."""
+  """Poincaré conv: beta-scaled patches (channel-major, as torch `unfold`) -> exp_0 ->
+  FC -> log_0, computed without forming the patches: since exp_0 scales each patch
+  vector v by a scalar, the FC needs only v @ z, a plain convolution with z as its
+  kernel, and ||v||^2, a window sum of the pixels' squared norms."""
   features: int
   kernel_size: Sequence[int] = (3, 3)
   strides: int = 1
@@ -112,11 +140,17 @@ class PoincareConv2d(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kh, kw = self.kernel_size
-    windows = patches(x * beta_concat_scale(x.shape[-1], kh * kw), (kh, kw), self.strides,
-                      self.padding)
-    return PoincareLinear(self.features, self.use_bias, self.identity_init, self.c,
-                          self.learnable_c, self.custom_grads, name="fc")(windows)
+    (kh, kw), cin, s, p = self.kernel_size, x.shape[-1], self.strides, self.padding
+    ball = PoincareBall(self.custom_grads)
+    c = Curvature(self.c, self.learnable_c, name="curvature")().astype(x.dtype)
+    z, r = _fc_params(self, cin * kh * kw, self.features, self.identity_init, self.use_bias)
+    x = x * beta_concat_scale(cin, kh * kw)
+    kernel = z.reshape(cin, kh, kw, self.features).transpose(1, 2, 0, 3).astype(x.dtype)
+    vz = jax.lax.conv_general_dilated(x, kernel, (s, s), [(p, p)] * 2,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    v_sq = jax.lax.reduce_window(core.sq_norm(x), 0.0, jax.lax.add, (1, kh, kw, 1),
+                                 (1, s, s, 1), ((0, 0), (p, p), (p, p), (0, 0)))
+    return ball.logmap0(tangent_fully_connected(ball, vz, v_sq, z, r, c), c)
 
 
 class PoincareBatchNorm(nn.Module):
