@@ -149,8 +149,12 @@ CORE_CASES = {  # name -> (inputs builder); inputs stay off the clamps.
     "mobius_add": lambda c: (points(20, 8, 5, c), points(21, 8, 5, c)),
     "project": lambda c: (points(22, 8, 5, c, radius=1.5),),
     "expmap0_raw": lambda c: (np.random.default_rng(23).standard_normal((8, 5)),),
+    "expmap0": lambda c: (np.random.default_rng(23).standard_normal((8, 5)),),
     "logmap0": lambda c: (points(24, 8, 5, c, radius=0.9),),
     "conformal_factor": lambda c: (points(25, 8, 5, c),),
+    "expmap": lambda c: (points(26, 8, 5, c, radius=0.7),
+                         np.random.default_rng(27).standard_normal((8, 5)) * 0.4 / np.sqrt(c)),
+    "logmap": lambda c: (points(28, 8, 5, c, radius=0.7), points(29, 8, 5, c, radius=0.7)),
     # Norms on both sides of the series threshold.
     "expmap0_factor": lambda c: (np.geomspace(1e-3, 3.0, 12)[:, None] / np.sqrt(c),),
     "logmap0_factor": lambda c: (np.geomspace(1e-3, 0.95, 12)[:, None] / np.sqrt(c),),

@@ -51,8 +51,7 @@ class PoincareBall:
 
   def expmap0(self, v, c):
     """exp_0(v) = tanh(sqrt(c)||v||) v / (sqrt(c)||v||), projected."""
-    c = self._c(c, v)
-    return self.project(self._core("expmap0_raw")(v, c), c)
+    return self._core("expmap0")(v, self._c(c, v))
 
   def expmap0_scale(self, n, c):
     """The scalar a with exp_0(v) = a v (projection included) for ||v|| = n [..., 1]:
@@ -70,15 +69,12 @@ class PoincareBall:
   def expmap(self, x, v, c):
     """exp_x(v) = x ⊕ tanh(sqrt(c) lambda_x ||v|| / 2) v / (sqrt(c)||v||)
     = x ⊕ exp_0(lambda_x v / 2) (Ganea et al., Lemma 2), projected."""
-    c = self._c(c, x)
-    second = self._core("expmap0_raw")(self.conformal_factor(x, c) / 2 * v, c)
-    return self.project(self.mobius_add(x, second, c), c)
+    return self._core("expmap")(x, v, self._c(c, x))
 
   def logmap(self, x, y, c):
     """log_x(y) = 2 / (sqrt(c) lambda_x) atanh(sqrt(c)||z||) z / ||z||, z = (-x) ⊕ y
     = (2 / lambda_x) log_0(z)."""
-    c = self._c(c, x)
-    return 2 / self.conformal_factor(x, c) * self.logmap0(self.mobius_add(-x, y, c), c)
+    return self._core("logmap")(x, y, self._c(c, x))
 
   def mobius_scalar_mul(self, r, x, c):
     """r ⊗ x = tanh(r atanh(sqrt(c)||x||)) x / (sqrt(c)||x||) = exp_0(r log_0(x));

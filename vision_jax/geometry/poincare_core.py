@@ -11,6 +11,9 @@ time and memory of their Euclidean twins; here they are `jax.custom_vjp`s:
   expmap0_raw(v, c)      tanh(sqrt(c)||v||) v / (sqrt(c)||v||)   (no projection)
   logmap0(y, c)          atanh(sqrt(c)||y||) y / (sqrt(c)||y||)
   conformal_factor(x, c) lambda_x = 2 / (1 - c||x||^2)
+  expmap0(v, c), expmap(x, v, c), logmap(x, y, c)
+                         exp_x and log_x, whose backward chains the rules above
+                         after recomputing the pieces (only x, v / y, c are saved)
   expmap0_factor(n, c), logmap0_factor(n, c)
                          the radial maps' scalar factors F(sqrt(c) n) for a norm n,
                          for layers that never form exp_0(v) itself
@@ -94,15 +97,15 @@ def mobius_add_plain(x: jax.Array, y: jax.Array, c: jax.Array) -> jax.Array:
 
 
 def _mobius_add_bwd(res, g):
+  """Every [..., d] term is g, x or y times a per-vector scalar, so the backward is
+  five reductions and two fused elementwise passes (no [..., d] temporaries)."""
   x, y, c = res
   x2, y2, xy, a, b, d_raw = _mobius_terms(x, y, c)
   d = jnp.maximum(d_raw, MIN_DENOM)
-  out = (a * x + b * y) / d
-  gn = g / d  # dL/d(numerator)
-  gd = jnp.where(d_raw > MIN_DENOM, -dot(g, out) / d, 0.0)  # dL/d(denominator)
-  gnx, gny = dot(gn, x), dot(gn, y)
-  gx = a * gn + 2 * c * (gnx * y - gny * x) + gd * (2 * c * y + 2 * c**2 * y2 * x)
-  gy = b * gn + 2 * c * gnx * (x + y) + gd * (2 * c * x + 2 * c**2 * x2 * y)
+  gnx, gny = dot(g, x) / d, dot(g, y) / d  # <dL/d(numerator), x>, <., y>
+  gd = jnp.where(d_raw > MIN_DENOM, -(a * gnx + b * gny) / d, 0.0)  # dL/d(denominator)
+  gx = (a / d) * g + (2 * c * (gnx + gd)) * y + (2 * c * (c * y2 * gd - gny)) * x
+  gy = (b / d) * g + (2 * c * (gnx + gd)) * x + (2 * c * (gnx + c * x2 * gd)) * y
   gc = gnx * (2 * xy + y2) - gny * x2 + gd * (2 * xy + 2 * c * x2 * y2)
   return sum_to(gx, x.shape), sum_to(gy, y.shape), sum_to(gc, c.shape)
 
@@ -127,9 +130,8 @@ def _project_bwd(res, g):
   x, c = res
   norm, max_norm = safe_norm(x), _max_norm(x, c)
   clipped = norm > max_norm
-  unit = x / norm
-  g_unit = dot(g, unit)
-  gx = jnp.where(clipped, max_norm / norm * (g - g_unit * unit), g)
+  scale, g_unit = max_norm / norm, dot(g, x) / norm
+  gx = jnp.where(clipped, scale * g - (scale * g_unit / norm) * x, g)
   gc = jnp.where(clipped, -g_unit * max_norm / (2 * c), 0.0)
   return sum_to(gx, x.shape), sum_to(gc, c.shape)
 
@@ -184,16 +186,17 @@ def _radial(closed_f: Callable, closed_h: Callable, series_f: tuple, series_h: t
   custom.defvjp(lambda v, c: (plain(v, c), (v, c)), bwd)
   factor = jax.custom_vjp(factor_plain)
   factor.defvjp(lambda n, c: (factor_plain(n, c), (n, c)), factor_bwd)
-  return plain, custom, factor_plain, factor
+  return plain, custom, factor_plain, factor, bwd
 
 
-expmap0_raw_plain, expmap0_raw, expmap0_factor_plain, expmap0_factor = _radial(
+(expmap0_raw_plain, expmap0_raw, expmap0_factor_plain, expmap0_factor,
+ _expmap0_raw_bwd) = _radial(
     closed_f=lambda u: jnp.tanh(u) / u,
     closed_h=lambda u: (u / jnp.cosh(u)**2 - jnp.tanh(u)) / u**3,
     series_f=(1., -1 / 3, 2 / 15, -17 / 315, 62 / 2835),
     series_h=(-2 / 3, 8 / 15, -34 / 105, 496 / 2835, -2764 / 31185),
     clip_table=None)
-logmap0_plain, logmap0, logmap0_factor_plain, logmap0_factor = _radial(
+logmap0_plain, logmap0, logmap0_factor_plain, logmap0_factor, _logmap0_bwd = _radial(
     closed_f=lambda u: jnp.arctanh(u) / u,
     closed_h=lambda u: (u / (1 - u * u) - jnp.arctanh(u)) / u**3,
     series_f=(1., 1 / 3, 1 / 5, 1 / 7, 1 / 9),
@@ -223,10 +226,72 @@ conformal_factor = jax.custom_vjp(conformal_factor_plain)
 conformal_factor.defvjp(lambda x, c: (conformal_factor_plain(x, c), (x, c)),
                         _conformal_factor_bwd)
 
-CUSTOM = {"mobius_add": mobius_add, "project": project, "expmap0_raw": expmap0_raw,
+# --- exp_0, exp_x and log_x: one backward each, saving only the inputs ----------
+
+def expmap0_plain(v: jax.Array, c: jax.Array) -> jax.Array:
+  """exp_0(v) = project(tanh(sqrt(c)||v||) v / (sqrt(c)||v||))."""
+  return project_plain(expmap0_raw_plain(v, c), c)
+
+
+def _expmap0_bwd(res, g):
+  v, c = res
+  gs, gc1 = _project_bwd((expmap0_raw_plain(v, c), c), g)
+  gv, gc2 = _expmap0_raw_bwd((v, c), gs)
+  return gv, gc1 + gc2
+
+
+expmap0 = jax.custom_vjp(expmap0_plain)
+expmap0.defvjp(lambda v, c: (expmap0_plain(v, c), (v, c)), _expmap0_bwd)
+
+
+def expmap_plain(x: jax.Array, v: jax.Array, c: jax.Array) -> jax.Array:
+  """exp_x(v) = project(x ⊕ exp_0(lambda_x v / 2)) (Ganea et al., Lemma 2)."""
+  w = conformal_factor_plain(x, c) / 2 * v
+  return project_plain(mobius_add_plain(x, expmap0_raw_plain(w, c), c), c)
+
+
+def _expmap_bwd(res, g):
+  x, v, c = res  # Recompute the forward's pieces, then run their backward rules in reverse.
+  half_lam = conformal_factor_plain(x, c) / 2
+  w = half_lam * v
+  s = expmap0_raw_plain(w, c)
+  t = mobius_add_plain(x, s, c)
+  gt, gc1 = _project_bwd((t, c), g)
+  gx1, gs, gc2 = _mobius_add_bwd((x, s, c), gt)
+  gw, gc3 = _expmap0_raw_bwd((w, c), gs)
+  gx2, gc4 = _conformal_factor_bwd((x, c), dot(gw, v) / 2)
+  return (sum_to(gx1 + gx2, x.shape), sum_to(half_lam * gw, v.shape),
+          sum_to(gc1 + gc2 + gc3 + gc4, c.shape))
+
+
+expmap = jax.custom_vjp(expmap_plain)
+expmap.defvjp(lambda x, v, c: (expmap_plain(x, v, c), (x, v, c)), _expmap_bwd)
+
+
+def logmap_plain(x: jax.Array, y: jax.Array, c: jax.Array) -> jax.Array:
+  """log_x(y) = (2 / lambda_x) log_0((-x) ⊕ y)."""
+  return 2 / conformal_factor_plain(x, c) * logmap0_plain(mobius_add_plain(-x, y, c), c)
+
+
+def _logmap_bwd(res, g):
+  x, y, c = res
+  lam = conformal_factor_plain(x, c)
+  z = mobius_add_plain(-x, y, c)
+  gl = 2 / lam * g
+  g_lam = -dot(gl, logmap0_plain(z, c)) / lam
+  gz, gc1 = _logmap0_bwd((z, c), gl)
+  gmx, gy, gc2 = _mobius_add_bwd((-x, y, c), gz)
+  gx, gc3 = _conformal_factor_bwd((x, c), g_lam)
+  return sum_to(gx - gmx, x.shape), sum_to(gy, y.shape), sum_to(gc1 + gc2 + gc3, c.shape)
+
+
+logmap = jax.custom_vjp(logmap_plain)
+logmap.defvjp(lambda x, y, c: (logmap_plain(x, y, c), (x, y, c)), _logmap_bwd)
+
+CUSTOM = {"expmap0": expmap0, "expmap": expmap, "logmap": logmap, "mobius_add": mobius_add, "project": project, "expmap0_raw": expmap0_raw,
           "logmap0": logmap0, "conformal_factor": conformal_factor,
           "expmap0_factor": expmap0_factor, "logmap0_factor": logmap0_factor}
-PLAIN = {"mobius_add": mobius_add_plain, "project": project_plain,
+PLAIN = {"expmap0": expmap0_plain, "expmap": expmap_plain, "logmap": logmap_plain, "mobius_add": mobius_add_plain, "project": project_plain,
          "expmap0_raw": expmap0_raw_plain, "logmap0": logmap0_plain,
          "conformal_factor": conformal_factor_plain, "expmap0_factor": expmap0_factor_plain,
          "logmap0_factor": logmap0_factor_plain}
