@@ -99,7 +99,8 @@ def test_beta_concatenation_factor_and_patch_order():
 def test_conv_equals_fc_on_unfolded_patches(strides, padding, kernel):
   """The patch-free conv equals exp_0 -> FC -> log_0 on explicitly unfolded patches."""
   c = 0.25  # Exact in float32, the dtype of the layer's curvature.
-  conv = hyp.PoincareConv2d(5, (kernel, kernel), strides, padding, identity_init=False, c=c)
+  conv = hyp.PoincareConv2d(5, kernel_size=(kernel, kernel), strides=strides, padding=padding,
+                            identity_init=False, c=c)
   x = jnp.asarray(np.random.default_rng(11).standard_normal((2, 6, 7, 4)))
   params = conv.init(jax.random.PRNGKey(0), x)
   p = params["params"]
@@ -112,11 +113,11 @@ def test_conv_equals_fc_on_unfolded_patches(strides, padding, kernel):
 
 def test_conv_with_identity_init_passes_the_centre_channels():
   """A 1x1 Poincaré conv with identity init and no beta change (K = 1) is the identity."""
-  conv = hyp.PoincareConv2d(4, (1, 1), padding=0)
+  conv = hyp.PoincareConv2d(4, kernel_size=(1, 1), padding=0)
   x = jnp.asarray(np.random.default_rng(7).standard_normal((2, 5, 5, 4)) * 0.5)
   params = conv.init(jax.random.PRNGKey(0), x)
   np.testing.assert_allclose(conv.apply(params, x), x, rtol=1e-12, atol=1e-13)
-  strided = hyp.PoincareConv2d(4, (1, 1), strides=2, padding=0)
+  strided = hyp.PoincareConv2d(4, kernel_size=(1, 1), strides=2, padding=0)
   np.testing.assert_allclose(strided.apply(params, x), x[:, ::2, ::2], rtol=1e-12, atol=1e-13)
 
 

@@ -91,20 +91,28 @@ def _fc_params(module: nn.Module, n_in: int, features: int, identity_init: bool,
   return z, r
 
 
-class PoincareLinear(nn.Module):
-  """exp_0 -> HNN++ FC -> log_0 on the last axis."""
+class _PoincareFC(nn.Module):
+  """Fields and parameters shared by the FC and the conv (which is an FC on patches)."""
   features: int
   use_bias: bool = True
-  identity_init: bool = True
+  identity_init: bool = True  # Else z ~ Normal(0, (2 n m)^-1/2).
   c: float = 0.1
   learnable_c: bool = False
   custom_grads: bool = True
 
+  def _setup_fc(self, n_in: int, dtype) -> tuple:
+    """(ball, c, z, r) for an FC from n_in inputs; call inside a compact method."""
+    c = Curvature(self.c, self.learnable_c, name="curvature")().astype(dtype)
+    z, r = _fc_params(self, n_in, self.features, self.identity_init, self.use_bias)
+    return PoincareBall(self.custom_grads), c, z, r
+
+
+class PoincareLinear(_PoincareFC):
+  """exp_0 -> HNN++ FC -> log_0 on the last axis."""
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    ball = PoincareBall(self.custom_grads)
-    c = Curvature(self.c, self.learnable_c, name="curvature")().astype(x.dtype)
-    z, r = _fc_params(self, x.shape[-1], self.features, self.identity_init, self.use_bias)
+    ball, c, z, r = self._setup_fc(x.shape[-1], x.dtype)
     return ball.logmap0(tangent_fully_connected(ball, x @ z, core.sq_norm(x), z, r, c), c)
 
 
@@ -123,27 +131,19 @@ def patches(x: jax.Array, kernel_size: Sequence[int], strides: int, padding: int
       dimension_numbers=("NHWC", "OIHW", "NHWC"))
 
 
-class PoincareConv2d(nn.Module):
+class PoincareConv2d(_PoincareFC):
   """Poincaré conv: beta-scaled patches (channel-major, as torch `unfold`) -> exp_0 ->
   FC -> log_0, computed without forming the patches: since exp_0 scales each patch
   vector v by a scalar, the FC needs only v @ z, a plain convolution with z as its
   kernel, and ||v||^2, a window sum of the pixels' squared norms."""
-  features: int
   kernel_size: Sequence[int] = (3, 3)
   strides: int = 1
   padding: int = 1
-  use_bias: bool = True
-  identity_init: bool = True
-  c: float = 0.1
-  learnable_c: bool = False
-  custom_grads: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     (kh, kw), cin, s, p = self.kernel_size, x.shape[-1], self.strides, self.padding
-    ball = PoincareBall(self.custom_grads)
-    c = Curvature(self.c, self.learnable_c, name="curvature")().astype(x.dtype)
-    z, r = _fc_params(self, cin * kh * kw, self.features, self.identity_init, self.use_bias)
+    ball, c, z, r = self._setup_fc(cin * kh * kw, x.dtype)
     x = x * beta_concat_scale(cin, kh * kw)
     kernel = z.reshape(cin, kh, kw, self.features).transpose(1, 2, 0, 3).astype(x.dtype)
     vz = jax.lax.conv_general_dilated(x, kernel, (s, s), [(p, p)] * 2,

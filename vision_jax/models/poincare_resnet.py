@@ -47,8 +47,8 @@ class LayerKind:
   def conv(self, features: int, kernel: int, strides: int, name: str) -> nn.Module:
     pad = kernel // 2
     if self.hyperbolic:
-      return hyp.PoincareConv2d(features, (kernel, kernel), strides, pad, name=name,
-                                **self._hyp_kwargs())
+      return hyp.PoincareConv2d(features, kernel_size=(kernel, kernel), strides=strides,
+                                padding=pad, name=name, **self._hyp_kwargs())
     return nn.Conv(features, (kernel, kernel), strides, padding=((pad, pad), (pad, pad)),
                    name=name)
 
