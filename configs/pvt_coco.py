@@ -2,7 +2,7 @@ r"""RetinaNet with a Pyramid Vision Transformer backbone on COCO: mmdetection
 2.13's `retinanet_pvt_{t,s,m,l}_fpn_1x_coco` (Wang et al., ICCV 2021, Table 3),
 and a download-free demo on the embedded `shapes_demo` dataset.
 
-  # The demo (default): a half-width PVT-Tiny from scratch, 192x192 canvas, on 2 CPU cores.
+  # The demo (default): a half-width, one-block-per-stage PVT-Tiny from scratch, 192x192, 2 CPU cores.
   python -m vision_jax.main --config=configs/pvt_coco.py
   # COCO 1x recipe, ImageNet-initialised backbone:
   python -m vision_jax.main --config=configs/pvt_coco.py:variant=small \
@@ -34,8 +34,10 @@ MEAN_RGB = (0.485, 0.456, 0.406)  # mmdet's (123.675, 116.28, 103.53) / 255.
 STD_RGB = (0.229, 0.224, 0.225)  # mmdet's (58.395, 57.12, 57.375) / 255.
 KEEP = "keep('image', 'boxes', 'classes', 'image/id', 'image/scale', 'image/size', " \
        "'count/dropped_boxes', 'count/truncated_boxes')"
-# The demo: PVT-Tiny's structure (2-2-2-2 blocks, SR 8-4-2-1) at half its widths, MLP ratio 4.
-DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4),
+# The demo: PVT-Tiny's structure (SR 8-4-2-1, MLP ratio 4) at half its widths and one block
+# per stage instead of two: 1.6x the steps in the same time, which beats the depth (AP50 0.55
+# vs 0.41 within the same budget).
+DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4), "depths": (1, 1, 1, 1),
                  "mlp_ratios": (4, 4, 4, 4), "drop_path_rate": 0.0}
 DEMO_CANVAS = 192
 
@@ -92,7 +94,7 @@ def get_config(arg=None):
     c.optimizer.grad_clip_norm = 1.0
     c.schedule.warmup_steps = 100
     c.schedule.boundaries = (8 / 12, 11 / 12)
-    c.total_epochs = 10.0
+    c.total_epochs = 14.0  # 3,500 steps.
     c.log_every_steps = 50
     c.checkpoint_every_steps = 250
   else:
