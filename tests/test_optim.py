@@ -45,7 +45,7 @@ def _opt_cfg(**kw):
   return c
 
 
-@pytest.mark.parametrize("name", ["sgd", "adamw", "lamb"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lamb"])
 def test_weight_decay_respects_mask(name):
   params = {"w": jnp.ones(3), "bias": jnp.ones(3)}
   tx = builder.make_optimizer(_opt_cfg(name=name, weight_decay=0.5, learning_rate=0.1),
@@ -91,3 +91,22 @@ def test_accumulation_matches_full_batch():
                full["params"], accum["params"])
   np.testing.assert_allclose(m1["train/loss"], m2["train/loss"], rtol=1e-6)
   assert not np.allclose(full["params"]["Dense_0"]["kernel"], init()["params"]["Dense_0"]["kernel"])
+
+
+def test_adam_with_l2_equals_torch_adam():
+  """`adam` decays like torch.optim.Adam(weight_decay=...): L2 added to the gradient."""
+  torch = pytest.importorskip("torch")
+  w0 = np.array([0.5, -1.0, 2.0], np.float32)
+  grads = [np.array([0.1, 0.2, -0.3], np.float32), np.array([-0.2, 0.05, 0.4], np.float32)]
+  params = {"w": jnp.asarray(w0)}
+  tx = builder.make_optimizer(_opt_cfg(name="adam", weight_decay=0.1, weight_decay_exclude=""),
+                              optax.constant_schedule(0.01), params)
+  state = tx.init(params)
+  tw = torch.tensor(w0, requires_grad=True)
+  opt = torch.optim.Adam([tw], lr=0.01, weight_decay=0.1)
+  for g in grads:
+    updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    params = optax.apply_updates(params, updates)
+    tw.grad = torch.tensor(g)
+    opt.step()
+  np.testing.assert_allclose(params["w"], tw.detach().numpy(), rtol=1e-6)

@@ -87,7 +87,7 @@ class PoincareBall:
     return y / (1 + jnp.sqrt(jnp.maximum(1 - c * core.sq_norm(y), 0.0)))
 
   def gyration(self, u, v, w, c):
-    """gyr[u, v] w = ⊖(u ⊕ v) ⊕ (u ⊕ (v ⊕ w)) in closed form (Ungar 2008, Eq. 3.134
+    """gyr[u, v] w = ⊖(u ⊕ v) ⊕ (u ⊕ (v ⊕ w)) in closed form (Ungar 2008
     specialised to the ball): w + 2 (a u + b v) / d."""
     c = self._c(c, u)
     u2, v2 = core.sq_norm(u), core.sq_norm(v)
