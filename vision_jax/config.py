@@ -114,6 +114,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay_exclude = r".*(bias|scale)$"
   c.optimizer.grad_clip_norm = config_dict.placeholder(float)
   c.optimizer.accum_steps = 1  # Micro-batches per step (gradient accumulation).
+  # Riemannian SGD for orthonormal [..., d, k] parameters (GCR class subspaces).
+  c.optimizer.grassmann = ml_collections.ConfigDict()
+  c.optimizer.grassmann.params = r".*subspaces$"  # Regex over '/'-joined parameter paths.
+  c.optimizer.grassmann.lr_factor = 1.0  # Their lr = schedule lr * lr_factor.
+  c.optimizer.grassmann.momentum = 0.9
+  c.optimizer.grassmann.reorth_every = 5  # Steps between QR re-orthonormalisations.
+  c.optimizer.grassmann.retraction = "geodesic"  # geodesic | qr | polar
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "cosine"
@@ -239,5 +246,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
       transforms.parse(node.pp, where=f"{path}.pp")
   for key in ("pp_train", "pp_eval"):
     transforms.parse(config.data[key], where=f"data.{key}")
+  from vision_jax.geometry import grassmann
+  g = config.optimizer.grassmann
+  if g.retraction not in grassmann.RETRACTIONS:
+    raise ConfigError(f"'optimizer.grassmann.retraction' = {g.retraction!r}: choose one of "
+                      f"{sorted(grassmann.RETRACTIONS)}.{registry.nearest(g.retraction, grassmann.RETRACTIONS)}")
+  if g.reorth_every < 1:
+    raise ConfigError(f"'optimizer.grassmann.reorth_every' must be >= 1, got {g.reorth_every}.")
   if config.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"'compute_dtype' must be 'float32' or 'bfloat16', got {config.compute_dtype!r}.")

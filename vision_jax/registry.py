@@ -57,6 +57,7 @@ MODELS = Registry("model", {
     "euclidean_resnet32": "vision_jax.models.poincare_resnet:euclidean_resnet32",
     "hybrid_resnet20": "vision_jax.models.poincare_resnet:hybrid_resnet20",
     "hybrid_resnet32": "vision_jax.models.poincare_resnet:hybrid_resnet32",
+    "gcr": "vision_jax.models.gcr:GrassmannClassifier",
 })
 
 TASKS = Registry("task", {

@@ -182,7 +182,7 @@ class PVT(nn.Module):
   mlp_ratios: Sequence[float]
   depths: Sequence[int]  # Blocks per stage.
   sr_ratios: Sequence[int]  # Spatial reduction R_i of keys/values per stage.
-  num_classes: int = 1000
+  num_classes: int = 1000  # 0: no head; the output is the cls-token features.
   drop_rate: float = 0.  # Dropout after position embeddings, attention and MLP.
   drop_path_rate: float = 0.1  # Stochastic depth, linear from 0 over all blocks.
   pretrain_size: int = 224  # Input size the position embeddings are stored for.
@@ -234,6 +234,8 @@ class PVT(nn.Module):
       return tuple(maps), aux
     x = _layer_norm(1e-6, self.dtype, "norm")(tokens)[:, 0]
     aux["pre_logits"] = x
+    if self.num_classes == 0:
+      return x, aux
     logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=dense_init,
                       bias_init=nn.initializers.zeros, name="head")(x)
     return jnp.asarray(logits, jnp.float32), aux

@@ -90,7 +90,7 @@ class ResNet(nn.Module):
   """ResNet classifier; `__call__(images, train=...)` -> (logits, aux)."""
   stage_sizes: Sequence[int]  # Blocks per stage.
   block: str = "basic"  # "basic" or "bottleneck".
-  num_classes: int = 1000
+  num_classes: int = 1000  # 0: no head; the output is the pooled features.
   width: int = 64  # Channels of the stem and first stage.
   deep_stem: bool = False  # ResNet-D: three 3x3 stem convs.
   avg_down: bool = False  # ResNet-D: avg-pool downsampling in shortcuts.
@@ -125,6 +125,8 @@ class ResNet(nn.Module):
       aux[f"stage{i + 1}"] = x
     x = jnp.mean(x, axis=(1, 2))
     aux["pre_logits"] = x
+    if self.num_classes == 0:
+      return x, aux
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
     return jnp.asarray(logits, jnp.float32), aux
 

@@ -1,10 +1,13 @@
-"""Optax optimizer from config: sgd+momentum, Adam, AdamW, LAMB with decay masks and clipping."""
+"""Optax optimizer from config: sgd+momentum, Adam, AdamW, LAMB with decay masks
+and clipping; parameters matching `optimizer.grassmann.params` (GCR class
+subspaces) get Riemannian SGD on the Grassmannian instead (optim/riemannian.py)."""
 import re
 
 import jax
 import optax
 
-from vision_jax import registry
+from vision_jax import config as config_lib, registry
+from vision_jax.optim import riemannian
 from vision_jax.sharding import path_name
 
 
@@ -48,9 +51,16 @@ def make_schedule(schedule_cfg, peak: float, total_steps: int, warmup_steps: int
 
 
 def make_optimizer(opt_cfg, schedule: optax.Schedule, params) -> optax.GradientTransformation:
-  """The optimizer for `params` (a pytree or its shapes); `schedule` gives the lr."""
-  mask = decay_mask(params, opt_cfg.weight_decay_exclude)
+  """The optimizer for `params` (a pytree or its shapes); `schedule` gives the lr.
+  Decay masks and clipping cover the non-Grassmann parameters only."""
+  mask = lambda p: decay_mask(p, opt_cfg.weight_decay_exclude)
   core = registry.OPTIMIZERS.get(opt_cfg.name)(schedule, opt_cfg, mask)
   if opt_cfg.grad_clip_norm:
     core = optax.chain(optax.clip_by_global_norm(opt_cfg.grad_clip_norm), core)
-  return core
+  g = opt_cfg.grassmann
+  subspaces = riemannian.grassmann_sgd(riemannian.scaled(schedule, g.lr_factor), g.momentum,
+                                       g.reorth_every, g.retraction)
+  try:
+    return riemannian.with_grassmann(core, subspaces, params, g.params)
+  except ValueError as e:
+    raise config_lib.ConfigError(f"'optimizer.grassmann.params' = {g.params!r}: {e}") from None
