@@ -101,7 +101,10 @@ def test_experiment_configs_validate():
   import pathlib
   root = pathlib.Path(__file__).parent.parent / "configs"
   for name, args in (("resnet_digits", ["", "variant=r18d,demo", "variant=r50"]),
-                     ("resnet_imagenet", ["", "variant=r18,batch=256"])):
+                     ("resnet_imagenet", ["", "variant=r18,batch=256"]),
+                     ("gcr_imagenet", ["", "head=softmax", "k=16,variant=r50", "demo",
+                                       "demo,head=softmax", "transfer=cifar100,"
+                                       "transfer_classes=100"])):
     spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

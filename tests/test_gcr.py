@@ -90,3 +90,24 @@ def test_unknown_backbone_argument_is_a_config_error():
     gcr.GrassmannClassifier(num_classes=4, backbone="resnet18", backbone_kwargs={"widht": 8})
   with pytest.raises(config_lib.ConfigError, match="model.backbone.*Did you mean 'resnet18'"):
     gcr.GrassmannClassifier(num_classes=4, backbone="resnet81")
+
+
+def _demo_config(head: str):
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parent.parent / "configs" / "gcr_imagenet.py"
+  spec = importlib.util.spec_from_file_location("gcr_imagenet", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(f"demo,head={head}")
+
+
+@pytest.mark.slow
+def test_demo_gcr_matches_or_beats_softmax_on_digits(tmp_path):
+  from vision_jax import train
+  results = {head: train.run(_demo_config(head), str(tmp_path / head))
+             for head in ("gcr", "softmax")}
+  gcr_acc, softmax_acc = (results[h]["eval/top1_accuracy"] for h in ("gcr", "softmax"))
+  assert gcr_acc >= softmax_acc >= 0.95, results
+  assert results["gcr"]["transfer/top1_accuracy"] >= 0.9, results
+  assert results["gcr"]["transfer/fit_examples"] == 717

@@ -68,6 +68,7 @@ TASKS = Registry("task", {
 EVALUATORS = Registry("evaluator", {
     "classification": "vision_jax.evaluators.classification:ClassificationEvaluator",
     "coco": "vision_jax.evaluators.coco:CocoEvaluator",
+    "linear_transfer": "vision_jax.evaluators.linear_transfer:LinearTransferEvaluator",
 })
 
 OPTIMIZERS = Registry("optimizer", {

@@ -4,6 +4,9 @@
 shipped inside scikit-learn, so nothing is downloaded). Pixel values 0..16 are
 scaled to 0..255 and stored PNG-encoded like any TFDS image dataset; a fixed,
 class-stratified 80/20 split gives 1,437 train and 360 test examples.
+Splits `{train,test}_0to4` and `{train,test}_5to9` hold the digits 0-4 and 5-9
+of those (labels unchanged): a source task and a disjoint target task for
+transfer experiments.
 """
 import io
 
@@ -27,6 +30,19 @@ def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
   return {"train": np.sort(train), "test": np.sort(test)}
 
 
+# Class-subset splits: name -> (base split, digits it keeps).
+CLASS_SPLITS = {f"{base}_{lo}to{hi}": (base, range(lo, hi + 1))
+                for base in ("train", "test") for lo, hi in ((0, 4), (5, 9))}
+
+
+def all_split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
+  """The train/test split and its class subsets (CLASS_SPLITS)."""
+  out = split_indices(labels)
+  for name, (base, digits) in CLASS_SPLITS.items():
+    out[name] = out[base][np.isin(labels[out[base]], list(digits))]
+  return out
+
+
 def _png(image_0_16: np.ndarray) -> bytes:
   pixels = np.minimum(np.round(image_0_16 * 16.0), 255).astype(np.uint8)
   buffer = io.BytesIO()
@@ -37,8 +53,9 @@ def _png(image_0_16: np.ndarray) -> bytes:
 class SklearnDigits(tfds.core.GeneratorBasedBuilder):
   """TFDS builder for scikit-learn's digits; prepared locally on first use."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "8x8 digits from scikit-learn, stratified 80/20 split."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "8x8 digits from scikit-learn, stratified 80/20 split.",
+                   "1.1.0": "Class-subset splits train/test_0to4 and train/test_5to9."}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -53,11 +70,12 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
-    return {split: self._generate_examples(split) for split in ("train", "test")}
+    return {split: self._generate_examples(split)
+            for split in ("train", "test", *CLASS_SPLITS)}
 
   def _generate_examples(self, split: str):
     from sklearn.datasets import load_digits
     digits = load_digits()
-    for index in split_indices(digits.target)[split]:
+    for index in all_split_indices(digits.target)[split]:
       yield int(index), {"image": io.BytesIO(_png(digits.images[index])),
                          "label": int(digits.target[index])}

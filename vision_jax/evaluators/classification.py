@@ -4,6 +4,7 @@ from typing import Callable
 import numpy as np
 
 from vision_jax.data import pipeline
+from vision_jax.evaluators.predictions import masked_predictions
 
 
 class ClassificationEvaluator:
@@ -18,21 +19,13 @@ class ClassificationEvaluator:
     self.predict_fn, self.data, self.top_k = predict_fn, data, tuple(top_k)
 
   def run(self, variables) -> dict[str, float]:
-    num_examples, batches = pipeline.eval_batches(self.data)
-    hits = np.zeros(len(self.top_k))
-    counted = skipped = 0
-    for batch in batches:
-      out = self.predict_fn(variables, batch)
-      mask = np.asarray(out["mask"]) > 0
-      match = np.asarray(out["top_k"]) == np.asarray(out["label"])[:, None]
+    hits, counts = np.zeros(len(self.top_k)), {}
+    for out in masked_predictions(self.predict_fn, variables, self.data, counts):
+      match = out["top_k"] == out["label"][:, None]
       for i, k in enumerate(self.top_k):
-        hits[i] += np.sum(match[:, :k].any(-1) & mask)
-      counted += int(mask.sum())
-      skipped += int(np.sum(out["skipped"]))
-    if counted + skipped != num_examples:
-      raise RuntimeError(f"Evaluated {counted} (+{skipped} skipped) examples of "
-                         f"{self.data.split!r}, expected {num_examples}.")
-    metrics = {f"top{k}_accuracy": float(h / max(counted, 1)) for k, h in zip(self.top_k, hits)}
-    if skipped:
-      metrics["skipped_examples"] = float(skipped)
+        hits[i] += np.sum(match[:, :k].any(-1))
+    metrics = {f"top{k}_accuracy": float(h / max(counts["counted"], 1))
+               for k, h in zip(self.top_k, hits)}
+    if counts["skipped"]:
+      metrics["skipped_examples"] = float(counts["skipped"])
     return metrics

@@ -27,10 +27,13 @@ class ClassificationTask:
     return loss, {"loss": loss, "accuracy": masked_mean(correct, mask)}
 
   def predict(self, logits: jax.Array, aux: dict, batch: dict) -> dict:
-    del aux
+    """Top-k classes and the label; plus the penultimate "features" when the
+    model reports them (aux["pre_logits"]), for feature evaluators."""
     k = min(self.top_k, logits.shape[-1])
-    return {"top_k": jax.lax.top_k(logits, k)[1],
-            "label": jnp.argmax(batch[self.labels_key], -1)}
+    out = {"top_k": jax.lax.top_k(logits, k)[1], "label": jnp.argmax(batch[self.labels_key], -1)}
+    if "pre_logits" in aux:
+      out["features"] = jnp.asarray(aux["pre_logits"], jnp.float32)
+    return out
 
   def default_evaluators(self) -> dict:
     return {"eval": {"kind": "classification"}}
