@@ -25,11 +25,10 @@ r50 | r50d (default r50d, r18 for the demo); batch = global batch; transfer = a
 TFDS dataset name with transfer_classes classes; demo.
 """
 from vision_jax import config as config_lib
+from vision_jax.data import imagenet
 
 VARIANTS = {"r18": "resnet18", "r18d": "resnet18d", "r50": "resnet50", "r50d": "resnet50d"}
 HEADS = ("gcr", "softmax")
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
 DEMO_CLASSES = 5  # Digits 0-4; the transfer target is 5-9.
 
 
@@ -47,15 +46,7 @@ def _set_model(c, backbone: str, arg, num_classes: int, **backbone_kwargs) -> No
 
 
 def _imagenet(c, arg) -> None:
-  c.data.name = "imagenet2012"
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.batch_size = arg.batch
-  c.data.eval_batch_size = 1000
-  c.data.num_workers = 8
-  norm = f"normalize({MEAN_RGB}, {STD_RGB})"
-  c.data.pp_train = f"decode(channels=3)|random_resized_crop(224)|flip_lr|{norm}|onehot(1000)|keep('image', 'labels')"
-  c.data.pp_eval = f"decode(channels=3)|resize_small(256)|central_crop(224)|{norm}|onehot(1000)|keep('image', 'labels')"
+  imagenet.set_data(c, arg.batch)
   _set_model(c, VARIANTS[arg.variant], arg, 1000)
   c.compute_dtype = "bfloat16"
   c.optimizer.learning_rate = 0.1 * arg.batch / 256
@@ -68,7 +59,7 @@ def _imagenet(c, arg) -> None:
     c.evaluators.transfer = {
         "kind": "linear_transfer", "dataset": arg.transfer, "fit_split": "train",
         "split": "test", "batch_size": 1000,
-        "pp": f"decode(channels=3)|resize(224)|{norm}|onehot({arg.transfer_classes})"
+        "pp": f"decode(channels=3)|resize(224)|{imagenet.NORMALIZE}|onehot({arg.transfer_classes})"
               "|keep('image', 'labels')"}
 
 

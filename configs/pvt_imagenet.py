@@ -14,11 +14,10 @@ part of this library's pp ops yet, so expect lower accuracy than the paper's
 Needs `imagenet2012` prepared as ArrayRecord in data_dir (see README).
 """
 from vision_jax import config as config_lib
+from vision_jax.data import imagenet
 
 VARIANTS = {"tiny": "pvt_tiny", "small": "pvt_small", "medium": "pvt_medium",
             "large": "pvt_large"}
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
 
 
 def get_config(arg=None):
@@ -26,17 +25,7 @@ def get_config(arg=None):
   if arg.variant not in VARIANTS:
     raise config_lib.ConfigError(f"variant={arg.variant!r}: choose one of {sorted(VARIANTS)}.")
   c = config_lib.base_config()
-  c.data.name = "imagenet2012"
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.batch_size = arg.batch
-  c.data.eval_batch_size = 1000
-  c.data.num_workers = 8
-  tail = f"normalize({MEAN_RGB}, {STD_RGB})"
-  c.data.pp_train = (f"decode(channels=3)|random_resized_crop(224, method='bicubic')|flip_lr|"
-                     f"{tail}|onehot(1000, smoothing=0.1)|keep('image', 'labels')")
-  c.data.pp_eval = (f"decode(channels=3)|resize_small(256, method='bicubic')|central_crop(224)|"
-                    f"{tail}|onehot(1000)|keep('image', 'labels')")
+  imagenet.set_data(c, arg.batch, resize_method="bicubic", label_smoothing=0.1)
 
   c.model.name = VARIANTS[arg.variant]
   c.model.num_classes = 1000

@@ -9,11 +9,10 @@ Needs `imagenet2012` prepared as ArrayRecord in data_dir (see README).
 Arguments: variant = r18 | r34 | r50 | r101 | r18d | r50d; batch = global batch size.
 """
 from vision_jax import config as config_lib
+from vision_jax.data import imagenet
 
 VARIANTS = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101",
             "r18d": "resnet18d", "r50d": "resnet50d"}
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
 
 
 def get_config(arg=None):
@@ -21,15 +20,7 @@ def get_config(arg=None):
   if arg.variant not in VARIANTS:
     raise config_lib.ConfigError(f"variant={arg.variant!r}: choose one of {sorted(VARIANTS)}.")
   c = config_lib.base_config()
-  c.data.name = "imagenet2012"
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.batch_size = arg.batch
-  c.data.eval_batch_size = 1000
-  c.data.num_workers = 8
-  norm = f"normalize({MEAN_RGB}, {STD_RGB})|onehot(1000)|keep('image', 'labels')"
-  c.data.pp_train = f"decode(channels=3)|random_resized_crop(224)|flip_lr|{norm}"
-  c.data.pp_eval = f"decode(channels=3)|resize_small(256)|central_crop(224)|{norm}"
+  imagenet.set_data(c, arg.batch)
 
   c.model.name = VARIANTS[arg.variant]
   c.model.num_classes = 1000
