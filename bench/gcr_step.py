@@ -6,11 +6,12 @@ r"""GCR head + Riemannian SGD vs the softmax head: the cost of one train step.
 Both steps are the trainer's own (`steps.make_train_step`, SGD with momentum
 0.9 and weight decay 1e-4 from `optim.builder`); the GCR one has the k = 8
 Grassmann head (1000 subspaces of R^512) whose subspaces get Riemannian SGD:
-tangent projection, geodesic step by batched thin SVD, and QR every 5 steps.
-Runs alternate between the two so they share the machine's noise; a timed run
-of `--steps` consecutive steps covers the QR step once in every 5. Prints
-ms/step, img/s and the ratio GCR / softmax (target <= 1.05), and the time of
-the subspace update alone with and without the QR.
+tangent projection, geodesic step, and a Newton-Schulz re-orthonormalisation
+every 5 steps. Runs alternate between the two so they share the machine's
+noise; a timed run of `--steps` consecutive steps covers the
+re-orthonormalising step once in every 5. Prints ms/step, img/s and the ratio
+GCR / softmax (target <= 1.05), and the time of the subspace update alone with
+and without it.
 """
 import argparse
 import statistics
@@ -99,7 +100,8 @@ def main():
   print(f"  ratio GCR / softmax step time: {ms['gcr'] / ms['softmax']:.3f}  (target <= 1.05)")
   for reorth in (False, True):
     seconds = time_update(args.classes, args.k, reorth)
-    print(f"  subspace update alone{' + QR' if reorth else '     '}: {1e3 * seconds:7.1f} ms")
+    print(f"  subspace update alone{' + re-orth.' if reorth else '          '}: "
+          f"{1e3 * seconds:7.1f} ms")
 
 
 if __name__ == "__main__":

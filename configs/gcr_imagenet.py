@@ -68,7 +68,7 @@ def _demo(c, arg) -> None:
   c.data.train_split = "train_0to4"
   c.data.eval_split = "test_0to4"
   c.data.batch_size = 64
-  c.data.eval_batch_size = 60
+  c.data.eval_batch_size = 64
   common = "decode|resize(16)|normalize(0.5, 0.5)"
   keep = "keep('image', 'labels')"
   # The source task's logits cover the digits 0-4; the probe's labels are 5-9.

@@ -48,6 +48,26 @@ def test_expmap_equals_the_block_matrix_exponential():
   np.testing.assert_allclose(gr.expmap(S, D), want, atol=1e-12)
 
 
+@pytest.mark.parametrize("largest", [1e-6, 0.5, 30.0, 1e4])
+def test_cos_sinc_sqrt_equals_the_eigendecomposition(largest):
+  # Large norms exercise the scaling and the double-angle steps.
+  V = gr.random_point(jax.random.PRNGKey(20), (5, 5), jnp.float64)
+  eigenvalues = jnp.array([0.0, 1e-9, 0.3, largest / 2, largest])
+  A = (V * eigenvalues) @ V.T
+  root = np.sqrt(np.asarray(eigenvalues))
+  cos, sinc = gr.cos_sinc_sqrt(A)
+  np.testing.assert_allclose(cos, (V * np.cos(root)) @ V.T, atol=1e-12 * max(1.0, largest))
+  np.testing.assert_allclose(sinc, (V * np.sinc(root / np.pi)) @ V.T, atol=1e-13 * max(1.0, largest))
+
+
+def test_reorthonormalize_removes_drift_like_the_polar_factor():
+  S = point(21, 9, 4)
+  drifted = S + 1e-4 * jax.random.normal(jax.random.PRNGKey(22), S.shape, S.dtype)
+  fixed = gr.reorthonormalize(drifted)
+  np.testing.assert_allclose(gr.mT(fixed) @ fixed, np.eye(4), atol=1e-14)
+  np.testing.assert_allclose(fixed, gr.polar(drifted), atol=1e-14)
+
+
 def test_expmap_stays_on_the_manifold_and_is_identity_at_zero():
   S = point(3, batch=(4,))
   D = tangent_vector(3, S, 2.0)

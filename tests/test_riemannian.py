@@ -60,7 +60,8 @@ def official_rsgd(S, grads, lr, momentum, reorth_every):
   """NumPy transcription of the GCR paper's update rule (manifolds.md, GCR):
   ambient momentum, tangent projection, geodesic by thin SVD, QR every
   `reorth_every` steps counted from 0 (with a positive-diagonal R; see
-  optim/riemannian.py on the official code's sign flips)."""
+  optim/riemannian.py on the official code's sign flips). Ours re-orthonormalises
+  by the polar factor, which differs from this QR by the rounding drift only."""
   S = np.array(S, np.float64)
   buf = np.zeros_like(S)
   for t, G in enumerate(grads):

@@ -8,13 +8,15 @@ Orthogonality Constraints", SIAM J. Matrix Anal. Appl. 1998 (EAS), and
 Absil, Mahony & Sepulchre, "Optimization Algorithms on Matrix Manifolds", 2008.
 
   tangent(S, G)            (I - S S^T) G: the Riemannian gradient / tangent part (EAS 2.70)
-  expmap(S, D)             geodesic: thin SVD D = U diag(s) V^T,
-                           S(1) = (S V cos(s) + U sin(s)) V^T (EAS Thm 2.3);
+  expmap(S, D)             geodesic (EAS Thm 2.3): with the thin SVD D = U diag(s) V^T,
+                           S(1) = (S V cos(s) + U sin(s)) V^T = S cos(sqrt(A)) + D sinc(sqrt(A)),
+                           A = D^T D, evaluated by matrix products (`cos_sinc_sqrt`);
                            custom VJP, stable at repeated or zero singular values
   qr_retraction(S, D)      qf(S + D), Q with a positive-diagonal R
   polar_retraction(S, D)   polar factor of S + D; custom VJP (repeated eigenvalues)
-  orthonormalize(W)        qf(W) (re-orthonormalisation; GCR re-orthonormalises by QR)
+  orthonormalize(W)        qf(W) (GCR re-orthonormalises by QR)
   polar(W)                 W (W^T W)^{-1/2}
+  reorthonormalize(W)      polar(W) by Newton-Schulz, for nearly orthonormal W (products only)
   principal_angles(A, B)   sorted ascending; arcsin of the sines for small angles,
                            arccos of the cosines for large (Knyazev & Argentati 2002)
   squared_distance(A, B)   sum of squared principal angles; custom VJP, finite and
@@ -30,6 +32,7 @@ is evaluated here in closed forms (or a quadrature) that have no 1/(l_i - l_j)
 and so stay exact when eigenvalues coincide. Autodiff of `jnp.linalg.svd` or
 `eigh` divides by those gaps and returns inf/NaN there (e.g. D = 0, W = S).
 """
+import math
 import types
 
 import jax
@@ -91,22 +94,62 @@ def _gram_cotangent(W: jax.Array, V: jax.Array, loewner_times: jax.Array) -> jax
   return W @ (A_bar + mT(A_bar))
 
 
+# cos(sqrt(A)) and sinc(sqrt(A)) of a PSD k x k matrix: Taylor series in A
+# scaled by 4^-n to norm <= 1 (truncation below 1/20!), then n double-angle steps.
+SERIES_TERMS = 10
+MAX_DOUBLINGS = 30
+
+
+def _series(B: jax.Array, coefficients: list[float]) -> jax.Array:
+  """sum_n coefficients[n] B^n by Horner's rule."""
+  eye = jnp.broadcast_to(jnp.eye(B.shape[-1], dtype=B.dtype), B.shape)
+  out = coefficients[-1] * eye
+  for a in reversed(coefficients[:-1]):
+    out = a * eye + B @ out
+  return out
+
+
+def cos_sinc_sqrt(A: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """cos(sqrt(A)) and sin(sqrt(A)) / sqrt(A) for symmetric PSD A [..., k, k], by
+  matrix products only: the series sum (-1)^n A^n / (2n)! and
+  sum (-1)^n A^n / (2n+1)! of A / 4^m, then m steps of cos 2x = 2 cos^2 x - 1
+  and sinc 2x = sinc x cos x. No LAPACK call, so it batches and shards like a
+  matmul on every backend."""
+  norm = jnp.sqrt(jnp.sum(A * A, axis=(-2, -1)))  # >= the spectral norm.
+  doublings = jnp.clip(jnp.ceil(jnp.log(jnp.maximum(norm, 1e-30)) / np.log(4.0)),
+                       0, MAX_DOUBLINGS).astype(jnp.int32)
+  B = A * (0.25 ** doublings.astype(A.dtype))[..., None, None]
+  cos = _series(B, [(-1) ** n / math.factorial(2 * n) for n in range(SERIES_TERMS)])
+  sinc = _series(B, [(-1) ** n / math.factorial(2 * n + 1) for n in range(SERIES_TERMS)])
+  eye = jnp.eye(A.shape[-1], dtype=A.dtype)
+
+  def double(i, cs):
+    c, sc = cs
+    active = (i < doublings)[..., None, None]
+    return jnp.where(active, 2 * c @ c - eye, c), jnp.where(active, sc @ c, sc)
+
+  return jax.lax.fori_loop(0, jnp.max(doublings), double, (cos, sinc))
+
+
 @jax.custom_vjp
 def expmap(S: jax.Array, D: jax.Array) -> jax.Array:
-  """Geodesic from span(S) along the tangent D (S^T D = 0), at time 1 (EAS Thm 2.3)."""
+  """Geodesic from span(S) along the tangent D (S^T D = 0), at time 1 (EAS Thm 2.3):
+  with the thin SVD D = U diag(s) V^T it is (S V cos(s) + U sin(s)) V^T, which
+  equals S cos(sqrt(D^T D)) + D sinc(sqrt(D^T D)); the latter is computed."""
   return _expmap_fwd(S, D)[0]
 
 
 def _expmap_fwd(S, D):
-  U, s, Vt = jnp.linalg.svd(D, full_matrices=False)
-  out = (S @ mT(Vt) * jnp.cos(s)[..., None, :] + U * jnp.sin(s)[..., None, :]) @ Vt
-  return out, (S, D, s, Vt)
+  cos_a, sinc_a = cos_sinc_sqrt(mT(D) @ D)
+  return S @ cos_a + D @ sinc_a, (S, D)
 
 
 def _expmap_bwd(res, g):
   # out = S cos(sqrt(A)) + D sinc(sqrt(A)) with A = D^T D = V diag(s^2) V^T.
-  S, D, s, Vt = res
-  V = mT(Vt)
+  S, D = res
+  eigenvalues, V = jnp.linalg.eigh(mT(D) @ D)
+  s = jnp.sqrt(jnp.maximum(eigenvalues, 0.0))
+  Vt = mT(V)
   cos_a = (V * jnp.cos(s)[..., None, :]) @ Vt
   sinc_a = (V * _sinc(s)[..., None, :]) @ Vt
   in_basis = lambda M: Vt @ M @ V
@@ -144,6 +187,17 @@ def orthonormalize(W: jax.Array) -> jax.Array:
   Q, R = jnp.linalg.qr(W)
   signs = jnp.where(jnp.diagonal(R, axis1=-2, axis2=-1) < 0, -1.0, 1.0).astype(W.dtype)
   return Q * signs[..., None, :]
+
+
+def reorthonormalize(W: jax.Array, iterations: int = 3) -> jax.Array:
+  """The polar factor of a nearly orthonormal W (||W^T W - I||_2 < 1), by the
+  Newton-Schulz iteration W <- W (3I - W^T W) / 2 (Higham, "Functions of
+  Matrices", 2008, Eq. 8.20), which squares the error each step. It removes
+  rounding drift with the least change of basis, and uses products only."""
+  eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+  for _ in range(iterations):
+    W = W @ (1.5 * eye - 0.5 * (mT(W) @ W))
+  return W
 
 
 def qr_retraction(S: jax.Array, D: jax.Array) -> jax.Array:

@@ -6,19 +6,23 @@ class subspace S [..., d, k] per step t with learning rate lr_t:
 
     M <- mu M + G                 (momentum on the Euclidean gradient, not transported)
     D  = (I - S S^T) M            (Riemannian gradient)
-    S <- R_S(-lr_t D)             (geodesic by thin SVD; or a QR / polar retraction)
-    S <- qf(S)  if t % reorth_every == 0   (re-orthonormalisation against drift)
+    S <- R_S(-lr_t D)             (the geodesic; or a QR / polar retraction)
+    S <- orth(S)  if t % reorth_every == 0   (re-orthonormalisation against drift)
 
 with no weight decay on S. In the official wrappers the subspaces follow the
 main optimizer's schedule times a constant `lr_factor` (1 for SGD; e.g.
 0.3 / 0.008 beside LAMB in the RSB-A3 recipe) and re-orthonormalise every 5
 steps beside SGD and every step beside AdamW/LAMB.
 
-qf here is the Q of a QR with positive diag(R), so re-orthonormalising a
-nearly orthonormal S barely changes its basis. The official code takes
-LAPACK's Householder Q, which flips the sign of columns whose R_ii < 0; the
-momentum buffer, kept in the old basis, then pushes those columns the wrong
-way until it decays.
+The official code re-orthonormalises by LAPACK's Householder QR, whose Q
+flips the sign of the columns with R_ii < 0; the momentum buffer, kept in the
+old basis, then pushes those columns the wrong way until it decays. Here
+orth is the polar factor by Newton-Schulz (`grassmann.reorthonormalize`): the
+nearest orthonormal matrix, so the basis, and the momentum's meaning, change
+only by the rounding drift removed. The default geodesic step and orth use
+matrix products only (no SVD or QR call), so the update batches and shards like
+a matmul; on CPU this also avoids LAPACK batch kernels, which deadlock when
+several XLA CPU devices of one process run them at once.
 """
 import re
 from typing import Any, Callable, NamedTuple
@@ -64,7 +68,7 @@ def grassmann_sgd(learning_rate: float | optax.Schedule, momentum: float = 0.9,
 
     def move(S, M):
       new = retract(S, -jnp.asarray(lr, S.dtype) * grassmann.tangent(S, M))
-      new = jax.lax.cond(reorth, grassmann.orthonormalize, lambda x: x, new)
+      new = jax.lax.cond(reorth, grassmann.reorthonormalize, lambda x: x, new)
       return new - S
 
     return jax.tree.map(move, params, buffers), GrassmannSGDState(state.count + 1, buffers)
