@@ -94,7 +94,7 @@ def get_config(arg=None):
     c.optimizer.grad_clip_norm = 1.0
     c.schedule.warmup_steps = 100
     c.schedule.boundaries = (8 / 12, 11 / 12)
-    c.total_epochs = 14.0  # 3,500 steps.
+    c.total_epochs = 13.0  # 3,250 steps.
     c.log_every_steps = 50
     c.checkpoint_every_steps = 250
   else:
