@@ -6,7 +6,7 @@ import pytest
 
 from vision_jax import config as config_lib
 from vision_jax.geometry import grassmann as gr
-from vision_jax.models import gcr, resnet
+from vision_jax.models import gcr, pvt, resnet
 
 
 def head_and_params(num_classes=5, d=16, k=3, gamma=25.0, seed=0):
@@ -82,6 +82,20 @@ def test_classifier_output_and_features_match_the_backbone():
   plain = resnet.resnet18(num_classes=0, width=8, small_input=True)
   features, _ = plain.apply({"params": variables["params"]["backbone"],
                              "batch_stats": variables["batch_stats"]["backbone"]}, x)
+  np.testing.assert_allclose(aux["pre_logits"], features, rtol=1e-6)
+
+
+def test_pvt_backbone_without_head_feeds_the_gcr_head():
+  kwargs = {"embed_dims": (8, 16, 16, 16), "num_heads": (1, 1, 1, 1), "depths": (1, 1, 1, 1)}
+  model = gcr.GrassmannClassifier(num_classes=3, backbone="pvt_tiny", backbone_kwargs=kwargs,
+                                  subspace_dim=4)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 64, 3))
+  variables = model.init(jax.random.PRNGKey(1), x)
+  logits, aux = model.apply(variables, x)
+  assert logits.shape == (2, 3) and variables["params"]["head"]["subspaces"].shape == (3, 16, 4)
+  assert "head" not in variables["params"]["backbone"]  # num_classes=0: no linear head.
+  features, _ = pvt.pvt_tiny(num_classes=0, **kwargs).apply(
+      {"params": variables["params"]["backbone"]}, x)
   np.testing.assert_allclose(aux["pre_logits"], features, rtol=1e-6)
 
 

@@ -58,6 +58,17 @@ def test_digits_splits_are_stratified_and_disjoint():
   assert counts.min() >= 35 and counts.max() <= 37
 
 
+def test_digits_class_splits_partition_their_base_split_by_digit():
+  from sklearn.datasets import load_digits
+  labels = load_digits().target
+  split = digits.all_split_indices(labels)
+  for base in ("train", "test"):
+    low, high = split[f"{base}_0to4"], split[f"{base}_5to9"]
+    assert set(labels[low]) == {0, 1, 2, 3, 4} and set(labels[high]) == {5, 6, 7, 8, 9}
+    np.testing.assert_array_equal(np.sort(np.concatenate([low, high])), split[base])
+  assert (len(split["train_5to9"]), len(split["test_0to4"])) == (717, 180)
+
+
 def test_digits_builder_stores_the_sklearn_test_images(tmp_path):
   from sklearn.datasets import load_digits
   data = load_digits()

@@ -141,6 +141,10 @@ def test_bad_grassmann_parameters_are_config_errors():
   bad.optimizer.grassmann.retraction = "geodesc"
   with pytest.raises(config_lib.ConfigError, match="Did you mean 'geodesic'"):
     config_lib.validate(bad)
+  bad.optimizer.grassmann.retraction = "qr"
+  bad.optimizer.grassmann.reorth_every = 0
+  with pytest.raises(config_lib.ConfigError, match="'optimizer.grassmann.reorth_every' must be >= 1"):
+    config_lib.validate(bad)
 
 
 def test_sharded_subspaces_update_like_unsharded():
