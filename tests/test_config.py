@@ -81,6 +81,19 @@ def test_accumulation_must_divide_batch():
   assert "must be divisible by 'optimizer.accum_steps' (3)" in _error(c)
 
 
+@pytest.mark.parametrize("rules, message", [
+    (((".*", ("fdsp",)),), "'partition_rules[0]' = ('.*', ('fdsp',)): unknown mesh axis 'fdsp'. "
+                           "Did you mean 'fsdp'? Axes: data, fsdp, model."),
+    (((".*/kernel", (None, "modle")), (".*", ())), "'partition_rules[0]' = ('.*/kernel', (None, "
+                                                   "'modle')): unknown mesh axis 'modle'."),
+    ((("(", ()),), "'partition_rules[0]' = ('(', ()): bad regex"),
+    ((("x",),), "'partition_rules[0]' = ('x',): expected (regex, spec)."),
+    (((".*", 3),), "'partition_rules[0]' = ('.*', 3): spec must be"),
+])
+def test_partition_rules_name_mesh_axes(rules, message):
+  assert message in _error(tiny_config(partition_rules=rules))
+
+
 def test_parse_arg_values_and_errors():
   arg = config_lib.parse_arg("variant=r50,demo,lr=0.5", variant="r18", demo=False, lr=0.1)
   assert (arg.variant, arg.demo, arg.lr) == ("r50", True, 0.5)
@@ -97,7 +110,6 @@ def test_resolve_steps_from_epochs():
 
 
 def test_experiment_configs_validate():
-  import importlib.util
   import pathlib
   root = pathlib.Path(__file__).parent.parent / "configs"
   for name, args in (("resnet_digits", ["", "variant=r18d,demo", "variant=r50"]),
@@ -105,13 +117,12 @@ def test_experiment_configs_validate():
                      ("gcr_imagenet", ["", "head=softmax", "k=16,variant=r50", "demo",
                                        "demo,head=softmax", "transfer=cifar100,"
                                        "transfer_classes=100"])):
-    spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     for arg in args:
-      config_lib.validate(module.get_config(arg))
+      config_lib.validate(config_lib.load(f"{root / name}.py:{arg}"))
     with pytest.raises(ConfigError, match="variant='r19'"):
-      module.get_config("variant=r19")
+      config_lib.load(f"{root / name}.py:variant=r19")
+  with pytest.raises(ConfigError, match="No config file 'configs/nope.py'"):
+    config_lib.load("configs/nope.py:demo")
 
 
 def test_default_workdir_names_the_config_and_its_arguments():

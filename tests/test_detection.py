@@ -2,7 +2,6 @@
 detection task's loss and inference on a tiny model that overfits one batch."""
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -107,13 +107,9 @@ def test_unknown_backbone_argument_is_a_config_error():
 
 
 def _demo_config(head: str):
-  import importlib.util
   import pathlib
   path = pathlib.Path(__file__).parent.parent / "configs" / "gcr_imagenet.py"
-  spec = importlib.util.spec_from_file_location("gcr_imagenet", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(f"demo,head={head}")
+  return config_lib.load(f"{path}:demo,head={head}")
 
 
 @pytest.mark.slow

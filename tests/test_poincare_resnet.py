@@ -1,5 +1,4 @@
 """Poincaré ResNet: exact sizes, custom VJPs vs autodiff, configs, and the digits demo."""
-import importlib.util
 import os
 
 import jax
@@ -14,10 +13,7 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "poincare_resn
 
 
 def load_config(arg=None):
-  spec = importlib.util.spec_from_file_location("poincare_resnet_cifar", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load(f"{CONFIG}:{arg or ''}")
 
 
 def count(model, shape=(1, 32, 32, 3)):

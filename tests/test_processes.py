@@ -113,7 +113,7 @@ def test_two_processes_train_like_one(tmp_path):
                   devices=2, log=tmp_path / f"process{i}.log") for i in range(2)]
   for proc in [single, *procs]:
     finish(proc)
-  assert "mesh {'data': 4, 'model': 1}" in (tmp_path / "process0.log").read_text()
+  assert "mesh {'data': 4, 'fsdp': 1, 'model': 1}" in (tmp_path / "process0.log").read_text()
   one, two = saved_state(tmp_path / "single"), saved_state(tmp_path / "multi")
   assert_trees_equal(one["params"], two["params"], atol=1e-5)
   assert_trees_equal(one["model_state"], two["model_state"], atol=1e-5)

@@ -46,6 +46,18 @@ def test_partition_rules_first_match_wins_and_fit_shapes():
   assert odd["w"].spec == P(None)
 
 
+def test_axis_name_spec_shards_the_largest_divisible_dimension():
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 4, "model": 1})
+  tree = {"conv": jnp.zeros((3, 3, 16, 32)), "odd": jnp.zeros((6, 10)), "tie": jnp.zeros((8, 8)),
+          "bias": jnp.zeros((5,)), "scalar": jnp.zeros(())}
+  specs = jax.tree.map(lambda s: s.spec, sharding.tree_shardings(tree, mesh, [(".*", "fsdp")]))
+  assert specs == {"conv": P(None, None, None, "fsdp"), "odd": P(), "tie": P(None, "fsdp"),
+                   "bias": P(), "scalar": P()}
+  assert sharding.batch_shards(mesh) == 8
+  assert sharding.batch_sharding(mesh).spec == P(("data", "fsdp"))
+  assert sharding.batch_shards(sharding.make_mesh({"data": 4, "model": 2})) == 4
+
+
 def test_path_name_joins_keys():
   tree = {"a": [{"b": 1}]}
   paths = [sharding.path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]

@@ -1,14 +1,13 @@
 """The trainer end to end, in process: determinism, sharding, NaN guard,
 checkpoint fallback, partial init, eval mode, the digits demo."""
-import importlib.util
-import os
 import pathlib
 
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
-from vision_jax import checkpoint, metrics, train
+from vision_jax import checkpoint, config as config_lib, metrics, sharding, train
 from tiny_config import tiny_config
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -55,6 +54,25 @@ def test_one_device_and_4x2_mesh_agree(tmp_path):
   assert_trees_equal(one["model_state"], mesh["model_state"], atol=1e-5)
   assert not np.allclose(one["params"]["head"]["kernel"],
                          saved_state(tmp_path / "one", step=10)["params"]["head"]["kernel"])
+
+
+def test_fsdp_mesh_shards_params_and_moments_and_agrees_with_one_device(tmp_path):
+  single = tiny_config(**{"mesh.data": 1, "mesh.model": 1})
+  fsdp = tiny_config(**{"mesh.data": 2, "mesh.fsdp": 4, "partition_rules": ((".*", "fsdp"),)})
+  s = train.setup(fsdp)
+  assert dict(s.mesh.shape) == {"data": 2, "fsdp": 4, "model": 1}
+  head = s.state_shardings["params"]["head"]["kernel"]  # [16, 10]: 4 divides only 16.
+  assert head.spec == P("fsdp", None)
+  momentum = [sh for path, sh in jax.tree_util.tree_leaves_with_path(s.state_shardings["opt_state"])
+              if sharding.path_name(path).endswith("head/kernel")]
+  assert momentum and all(sh.spec == P("fsdp", None) for sh in momentum)
+  assert s.state_shardings["step"].spec == P()
+  s.train_data.close()
+  train.run(single, str(tmp_path / "one"))
+  train.run(fsdp, str(tmp_path / "fsdp"))
+  one, sharded = saved_state(tmp_path / "one"), saved_state(tmp_path / "fsdp")
+  assert_trees_equal(one["params"], sharded["params"], atol=1e-5)
+  assert_trees_equal(one["opt_state"], sharded["opt_state"], atol=1e-5)
 
 
 def test_nan_loss_stops_with_step_named_and_saves_nothing_bad(tmp_path):
@@ -110,10 +128,7 @@ def test_init_from_loads_matching_subtree_and_reports_the_rest(tmp_path):
 
 
 def _digits_config(arg):
-  spec = importlib.util.spec_from_file_location("resnet_digits", ROOT / "configs" / "resnet_digits.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load(f"{ROOT / 'configs' / 'resnet_digits.py'}:{arg or ''}")
 
 
 @pytest.mark.slow

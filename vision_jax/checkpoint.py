@@ -20,6 +20,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from vision_jax import files
 from vision_jax.sharding import path_name
 
 CHECKPOINT_DIR = "checkpoints"
@@ -41,7 +42,7 @@ class Checkpointer:
   """Keeps the newest `keep` checkpoints of a run under `workdir/checkpoints`."""
 
   def __init__(self, workdir: str, keep: int, async_save: bool = True):
-    self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    self.directory = os.path.join(files.absolute(workdir), CHECKPOINT_DIR)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -77,8 +78,8 @@ class Checkpointer:
     """Moves an unreadable step out of the way (kept for inspection, not deleted)."""
     target = os.path.join(os.path.dirname(self.directory), CORRUPT_DIR, f"{step}-{time.time_ns()}")
     if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(target), exist_ok=True)
-      os.replace(os.path.join(self.directory, str(step)), target)
+      epath.Path(target).parent.mkdir(parents=True, exist_ok=True)
+      epath.Path(self.directory, str(step)).rename(target)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
     self._manager.reload()

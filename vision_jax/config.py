@@ -6,7 +6,10 @@ value of the wrong type, an unknown component name or a bad constructor
 argument fails with a `ConfigError` naming the key and the nearest valid one.
 """
 import ast
+import importlib.util
 import inspect
+import os
+import re
 from typing import Any, Callable
 
 import ml_collections
@@ -51,6 +54,19 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return out
 
 
+def load(spec: str | os.PathLike) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of an experiment file, as `--config=` takes it:
+  "configs/pvt_coco.py" or "configs/pvt_coco.py:variant=small"."""
+  path, _, arg = str(spec).partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"No config file {path!r}.")
+  module_spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
 def base_config() -> ml_collections.ConfigDict:
   """The schema: every key a config may set, with its default and type."""
   c = ml_collections.ConfigDict()
@@ -72,9 +88,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from.target = config_dict.placeholder(str)  # Where it goes; default: same path.
 
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # -1: all devices not used by other axes.
-  c.mesh.model = 1
-  # (regex over '/'-joined parameter path, PartitionSpec entries); first match wins.
+  # Axes in this order; one size may be -1 (the devices the others leave).
+  # Batches are split over data x fsdp; parameters over whatever the rules say.
+  c.mesh.data = -1  # Pure data parallelism: parameters replicated.
+  c.mesh.fsdp = 1  # Data parallelism with parameters sharded by the rules (ZeRO-3).
+  c.mesh.model = 1  # Tensor parallelism: dimensions the rules name "model".
+  # (regex over the '/'-joined path of each train-state leaf, spec); first match
+  # wins. spec: PartitionSpec entries, e.g. (None, "model"), or the name of one
+  # mesh axis, e.g. "fsdp": the leaf's largest dimension that axis divides.
   c.partition_rules = ((".*", ()),)
 
   c.distributed = ml_collections.ConfigDict()
@@ -82,6 +103,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = config_dict.placeholder(str)
   c.distributed.num_processes = config_dict.placeholder(int)
   c.distributed.process_id = config_dict.placeholder(int)
+  # Comma-separated ids of the local devices this process drives, e.g. "0,1,2,3";
+  # None: all visible ones, except under SLURM, where JAX then takes only the
+  # device numbered SLURM_LOCALID (one process per device).
+  c.distributed.local_device_ids = config_dict.placeholder(str)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "sklearn_digits"  # A TFDS name or an embedded dataset.
@@ -208,6 +233,27 @@ def resolve_steps(node, name: str, steps_per_epoch: int) -> int | None:
   return None
 
 
+def _check_partition_rules(rules, axes: tuple[str, ...]) -> None:
+  """Each rule is (regex, spec) with spec a tuple of mesh axes/None or one axis name."""
+  for i, rule in enumerate(rules):
+    where = f"'partition_rules[{i}]' = {rule!r}"
+    if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[0], str)):
+      raise ConfigError(f"{where}: expected (regex, spec).")
+    try:
+      re.compile(rule[0])
+    except re.error as e:
+      raise ConfigError(f"{where}: bad regex ({e}).") from None
+    spec = rule[1]
+    entries = [spec] if isinstance(spec, str) else list(spec) if isinstance(spec, (tuple, list)) else None
+    if entries is None:
+      raise ConfigError(f"{where}: spec must be a tuple of mesh axes or one axis name.")
+    for entry in entries:
+      for axis in (entry if isinstance(entry, (tuple, list)) else (entry,)):
+        if axis is not None and axis not in axes:
+          raise ConfigError(f"{where}: unknown mesh axis {axis!r}.{registry.nearest(str(axis), axes)} "
+                            f"Axes: {', '.join(axes)}.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for anything in `config` that cannot run."""
   from vision_jax.data import transforms  # Light: numpy and PIL only.
@@ -253,5 +299,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"{sorted(grassmann.RETRACTIONS)}.{registry.nearest(g.retraction, grassmann.RETRACTIONS)}")
   if g.reorth_every < 1:
     raise ConfigError(f"'optimizer.grassmann.reorth_every' must be >= 1, got {g.reorth_every}.")
+  _check_partition_rules(config.partition_rules, tuple(config.mesh.keys()))
+  ids = config.distributed.local_device_ids
+  if ids is not None and not re.fullmatch(r"\d+(,\d+)*", ids):
+    raise ConfigError(f"'distributed.local_device_ids' must be comma-separated device ids "
+                      f"such as '0,1,2,3', got {ids!r}.")
   if config.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"'compute_dtype' must be 'float32' or 'bfloat16', got {config.compute_dtype!r}.")

@@ -1,4 +1,5 @@
 """Metric logging (TensorBoard + JSON lines), throughput with ETA, and the NaN guard."""
+import io
 import json
 import logging as pylogging
 import math
@@ -10,6 +11,9 @@ from typing import Iterable, Iterator, Mapping
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
+
+from vision_jax import files
 
 METRICS_FILE = "metrics.jsonl"
 PICTURES_DIR = "pictures"
@@ -35,10 +39,10 @@ class MetricWriter:
     self._jsonl = None
     if self._active:
       from tensorboardX import SummaryWriter
-      os.makedirs(workdir, exist_ok=True)
-      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+      self._tb = SummaryWriter(logdir=str(workdir), flush_secs=30)
       if scalars:
-        self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
+        self._jsonl = files.JsonLines(os.path.join(workdir, METRICS_FILE))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if not (self._active and self._scalars):
@@ -46,8 +50,7 @@ class MetricWriter:
     clean = {k: float(v) for k, v in scalars.items()}
     for name, value in clean.items():
       self._tb.add_scalar(name, value, step)
-    self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
-    self._jsonl.flush()
+    self._jsonl.append(json.dumps({"step": int(step), **clean}))
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> list[str]:
     """uint8 [H, W, 3] images; returns the PNG paths written."""
@@ -55,14 +58,14 @@ class MetricWriter:
       return []
     from PIL import Image
     folder = os.path.join(self._workdir, PICTURES_DIR)
-    os.makedirs(folder, exist_ok=True)
     paths = []
     for name, image in images.items():
       image = np.asarray(image, np.uint8)
       self._tb.add_image(name, image, step, dataformats="HWC")
       path = os.path.join(folder, f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{int(step)}.png")
-      Image.fromarray(image).save(path + ".tmp", format="PNG")
-      os.replace(path + ".tmp", path)
+      png = io.BytesIO()
+      Image.fromarray(image).save(png, format="PNG")
+      files.write_atomic(path, png.getvalue())
       paths.append(path)
     self._tb.flush()
     return paths
@@ -76,8 +79,8 @@ class MetricWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
   """Rows of `metrics.jsonl`, in the order written."""
-  with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  text = files.read_text(os.path.join(workdir, METRICS_FILE))
+  return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _duration(seconds: float) -> str:

@@ -1,8 +1,10 @@
 """Mesh, partition rules and global batches: one code path for 1 to N devices.
 
-The mesh has named axes (at least `data` and `model`); parameters get a
-PartitionSpec from the first regex rule matching their '/'-joined path; batches
-are split over `data`. Multi-host runs call `initialize_distributed` first.
+The mesh has named axes (`data`, `fsdp`, `model` from the config); every leaf
+of the train state (parameters and optimizer moments alike) gets a
+PartitionSpec from the first regex rule matching its '/'-joined path; batches
+are split over `data` x `fsdp`. Multi-host runs call `initialize_distributed`
+first.
 """
 import re
 from typing import Any, Sequence
@@ -13,15 +15,18 @@ from absl import logging
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-BATCH_AXIS = "data"
+# Mesh axes that split the batch, in this order, where the mesh has them.
+BATCH_AXES = ("data", "fsdp")
 
 
 def initialize_distributed(enabled: bool, coordinator_address: str | None,
-                           num_processes: int | None, process_id: int | None) -> None:
+                           num_processes: int | None, process_id: int | None,
+                           local_device_ids: str | None = None) -> None:
   """`jax.distributed.initialize` when `enabled` or a coordinator is given.
 
   With `enabled` and no addresses JAX detects the cluster itself (TPU pods,
-  SLURM, Open MPI); a no-op for single-process runs.
+  SLURM, Open MPI); a no-op for single-process runs. `local_device_ids`:
+  comma-separated ids of the devices this process drives (None: JAX's choice).
   """
   if jax.distributed.is_initialized():
     return
@@ -30,8 +35,10 @@ def initialize_distributed(enabled: bool, coordinator_address: str | None,
   # Cross-process collectives for CPU devices (tests, CPU clusters); other
   # backends bring their own.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  ids = [int(i) for i in local_device_ids.split(",")] if local_device_ids else None
   jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+                             num_processes=num_processes, process_id=process_id,
+                             local_device_ids=ids)
 
 
 def make_mesh(axes: dict[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -90,15 +97,33 @@ def _fit(spec: tuple, shape: tuple[int, ...], mesh: Mesh, name: str) -> P:
   return P(*fitted)
 
 
-def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, tuple]]) -> Any:
-  """NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs) by regex rules."""
-  compiled = [(re.compile(pattern), tuple(spec)) for pattern, spec in rules]
+def largest_dim_spec(axis: str, shape: tuple[int, ...], mesh: Mesh) -> tuple:
+  """Spec sharding the largest dimension of `shape` that `axis` divides (the
+  last such on ties), or () if none does; as big_vision's `fsdp` strategy."""
+  size = mesh.shape[axis]
+  candidates = [i for i, dim in enumerate(shape) if dim % size == 0 and dim >= size]
+  if size == 1 or not candidates:
+    return ()
+  best = max(candidates, key=lambda i: (shape[i], i))
+  return tuple(axis if i == best else None for i in range(len(shape)))
+
+
+def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, tuple | str]]) -> Any:
+  """NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs) by regex rules.
+
+  A rule's spec is a tuple of PartitionSpec entries, or the name of one mesh
+  axis: shard the leaf's largest dimension that axis divides.
+  """
+  compiled = [(re.compile(pattern), spec if isinstance(spec, str) else tuple(spec))
+              for pattern, spec in rules]
 
   def one(path, leaf):
     name = path_name(path)
     shape = tuple(getattr(leaf, "shape", ()))
     for pattern, spec in compiled:
       if pattern.fullmatch(name):
+        if isinstance(spec, str):
+          spec = largest_dim_spec(spec, shape, mesh)
         return NamedSharding(mesh, _fit(spec, shape, mesh, name))
     return NamedSharding(mesh, P())
 
@@ -109,12 +134,21 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def batch_axes(mesh: Mesh) -> tuple[str, ...]:
+  return tuple(a for a in BATCH_AXES if a in mesh.shape)
+
+
+def batch_shards(mesh: Mesh) -> int:
+  """Number of row blocks a batch is split into."""
+  return int(np.prod([mesh.shape[a] for a in batch_axes(mesh)]))
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(BATCH_AXIS))
+  return NamedSharding(mesh, P(batch_axes(mesh)))
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """This process's rows -> global arrays split over the `data` axis."""
+  """This process's rows -> global arrays split over the `data` x `fsdp` axes."""
   sharding = batch_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                       local_batch)

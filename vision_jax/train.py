@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from vision_jax import checkpoint, config as config_lib, metrics as metrics_lib, registry, sharding, steps
+from vision_jax import checkpoint, config as config_lib, files, metrics as metrics_lib, registry, sharding, steps
 from vision_jax.data import pipeline
 from vision_jax.evaluators import pictures as pictures_lib
 from vision_jax.optim import builder
@@ -72,7 +72,7 @@ class Setup:
   state_shardings: Any
 
 
-def _data_spec(config, split: str, pp: str, batch: int, where: str) -> pipeline.DataSpec:
+def data_spec(config, split: str, pp: str, batch: int, where: str) -> pipeline.DataSpec:
   d = config.data
   return pipeline.DataSpec(name=d.name, split=split, pp=pp, global_batch=batch,
                            data_dir=d.data_dir, skip_decoding=tuple(d.skip_decoding),
@@ -81,7 +81,7 @@ def _data_spec(config, split: str, pp: str, batch: int, where: str) -> pipeline.
 
 
 def _check_batch(batch: int, mesh, key: str) -> None:
-  shards = mesh.shape[sharding.BATCH_AXIS]
+  shards = sharding.batch_shards(mesh)
   if batch % shards or batch % jax.process_count():
     raise config_lib.ConfigError(
         f"{key!r}={batch} must be divisible by the {shards} data shards of the mesh "
@@ -100,14 +100,15 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   """Validates `config` and builds mesh, data, model, optimizer (no compute)."""
   config_lib.validate(config)
   d = config.distributed
-  sharding.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
+  sharding.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id,
+                                  d.local_device_ids)
   mesh = sharding.make_mesh(dict(config.mesh))
   _check_batch(config.data.batch_size // config.optimizer.accum_steps, mesh,
                "data.batch_size / optimizer.accum_steps")
   _check_batch(config.data.eval_batch_size, mesh, "data.eval_batch_size")
   task = registry.TASKS.get(config.task.name)(**config_lib.component_kwargs(config.task))
   model = build_model(config)
-  train_data = pipeline.TrainData(_data_spec(config, config.data.train_split, config.data.pp_train,
+  train_data = pipeline.TrainData(data_spec(config, config.data.train_split, config.data.pp_train,
                                              config.data.batch_size, "data.pp_train"))
   per_epoch = train_data.steps_per_epoch
   total = config_lib.resolve_steps(config, "total", per_epoch)
@@ -165,7 +166,7 @@ def _evaluators(s: Setup, workdir: str) -> dict[str, Any]:
   specs = c.evaluators.to_dict() if c.evaluators else s.task.default_evaluators()
   for name, node in specs.items():
     node = dict(node)
-    data = _data_spec(c, node.pop("split", c.data.eval_split), node.pop("pp", c.data.pp_eval),
+    data = data_spec(c, node.pop("split", c.data.eval_split), node.pop("pp", c.data.pp_eval),
                       node.pop("batch_size", c.data.eval_batch_size), f"evaluators.{name}.pp")
     _check_batch(data.global_batch, s.mesh, f"evaluators.{name}.batch_size")
     ctor = registry.EVALUATORS.get(node.pop("kind"))
@@ -207,8 +208,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     s.train_data.close()
   metrics_lib.log(f"Eval of step {step}: {results}")
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
-      json.dump({"step": step, **results}, f, indent=1)
+    files.write_atomic(os.path.join(workdir, EVAL_RESULTS_FILE),
+                       json.dumps({"step": step, **results}, indent=1))
   return {"step": step, **results}
 
 
@@ -248,8 +249,7 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
     s.train_data.set_state(data_state)
   step = int(state["step"])
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(c.to_json_best_effort(indent=1))
+    files.write_atomic(os.path.join(workdir, "config.json"), c.to_json_best_effort(indent=1))
   batch_sharding = sharding.batch_sharding(s.mesh)
   train_step = jax.jit(steps.make_train_step(s.model, s.task, s.tx, s.schedule,
                                              c.optimizer.accum_steps),

@@ -16,7 +16,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from typing import Callable
 
 import jax
@@ -27,6 +26,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from vision_jax import files as workdir_files
 from vision_jax.data import pipeline, sources
 from vision_jax.evaluators import pictures as pictures_lib
 
@@ -74,21 +74,6 @@ def to_coco_results(out: dict, rows: np.ndarray, category_ids: list[int]) -> lis
     results.append({"image_id": int(image_ids[i]), "category_id": int(ids[classes[i, k]]),
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(scores[i, k])})
   return results
-
-
-def write_json_atomic(path: str, value) -> None:
-  """Writes `value` as JSON to a temporary file beside `path`, then renames it."""
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(value, f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def coco_eval(gt: dict, results: list[dict]) -> tuple[np.ndarray, str]:
@@ -195,12 +180,12 @@ class CocoEvaluator:
     eval_dir = os.path.join(self.workdir, "eval")
     split = self._split_name()
     self.files["detections"] = os.path.join(eval_dir, f"{split}_detections.json")
-    write_json_atomic(self.files["detections"], results)
+    workdir_files.write_atomic(self.files["detections"], json.dumps(results))
     if "ground_truth" not in self.files:  # Once per evaluator: it is the same every run.
       self.files["ground_truth"] = ground_truth_file(self.data) or os.path.join(
           eval_dir, f"{split}_ground_truth.json")
       if not ground_truth_file(self.data):
-        write_json_atomic(self.files["ground_truth"], gt)
+        workdir_files.write_atomic(self.files["ground_truth"], json.dumps(gt))
     logging.info("Wrote %s (ground truth: %s).", self.files["detections"],
                  self.files["ground_truth"])
 
