@@ -33,7 +33,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
   params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
   params.source = params.source.replace("small = False", "small = True", 1)
   monkeypatch.setenv("XLA_FLAGS", "")  # One CPU device, not the tests' eight.
-  monkeypatch.setenv("MPLBACKEND", "Agg")
+
   client = NotebookClient(nb, timeout=900, kernel_name="python3",
                           resources={"metadata": {"path": str(COLAB)}})
   try:

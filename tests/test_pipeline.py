@@ -82,15 +82,21 @@ def test_digits_builder_stores_the_sklearn_test_images(tmp_path):
   assert got == want
 
 
-def test_two_process_shards_rebuild_the_single_process_batch(list_source):
+AUGMENTED = "decode|pad(2)|random_crop(4)|normalize(0.5, 0.5)|onehot(10)|keep('image', 'labels', 'id')"
+
+
+@pytest.mark.parametrize("pp", [PP, AUGMENTED], ids=["plain", "random_crop"])
+def test_two_process_shards_rebuild_the_single_process_batch(list_source, pp):
   list_source(50)
-  whole = _take(pipeline.TrainData(_spec(8)), 7)  # Crosses an epoch boundary (6 per epoch).
-  halves = [_take(pipeline.TrainData(_spec(8, shard=(p, 2))), 7) for p in range(2)]
+  whole = _take(pipeline.TrainData(_spec(8, pp=pp)), 7)  # Crosses an epoch boundary (6 per epoch).
+  halves = [_take(pipeline.TrainData(_spec(8, shard=(p, 2), pp=pp)), 7) for p in range(2)]
   for b in range(7):
     rebuilt = np.concatenate([halves[0][b]["id"], halves[1][b]["id"]])
     np.testing.assert_array_equal(rebuilt, whole[b]["id"])
     np.testing.assert_array_equal(np.concatenate([h[b]["image"] for h in halves]),
                                   whole[b]["image"])
+  if pp == AUGMENTED:  # The crops are random: not all the same.
+    assert len({tuple(np.flatnonzero(im[..., 0] == -1.0)) for im in whole[0]["image"]}) > 1
   first_epoch = np.concatenate([b["id"] for b in whole[:6]])
   assert len(set(first_epoch.tolist())) == 48  # Shuffled without replacement.
   assert not np.array_equal(whole[0]["id"], np.arange(8))

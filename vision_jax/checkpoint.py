@@ -9,6 +9,8 @@ kill mid-save leaves the previous checkpoint as the newest good one.
 Resume order (`restore_or_init`): newest readable checkpoint in the workdir,
 else `config.resume`, else the `config.init_from` subtree, else scratch.
 """
+import contextlib
+import logging as pylogging
 import os
 import time
 from typing import Any
@@ -103,6 +105,19 @@ def restore_step_dir(path: str, abstract_state) -> tuple[Any, dict]:
   return restored.state, restored.data
 
 
+@contextlib.contextmanager
+def _no_item_metadata_warning():
+  """Mutes Orbax's warning that an item of a composite checkpoint has no
+  checkpoint-level metadata file of its own (the step directory has it)."""
+  absl_logger = pylogging.getLogger("absl")
+  drop = lambda record: not record.getMessage().startswith("Metadata file does not exist")
+  absl_logger.addFilter(drop)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(drop)
+
+
 def read_state(path: str) -> Any:
   """The `state` item of a step directory as host arrays on this process.
 
@@ -112,7 +127,7 @@ def read_state(path: str) -> Any:
   if not item.exists():
     raise FileNotFoundError(f"{path} is not a checkpoint step directory (no 'state' item).")
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  with ocp.StandardCheckpointer() as ckptr:
+  with _no_item_metadata_warning(), ocp.StandardCheckpointer() as ckptr:
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
                           ckptr.metadata(item).item_metadata)
     return jax.tree.map(np.asarray, ckptr.restore(item, target))

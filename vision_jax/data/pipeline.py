@@ -160,8 +160,10 @@ class TrainData:
     self.steps_per_epoch = max(1, self.num_examples // spec.global_batch)
     local = _local_batch(spec)
     ds = grain.MapDataset.range(self.num_examples).shuffle(seed=spec.seed).repeat(None)
-    ds = ProcessShard(ds, *spec.process(), local)
-    ds = ds.random_map(load, seed=spec.seed).batch(local, drop_remainder=True)
+    # Augmentation randomness from the global position (before the process
+    # shard, which is lazy): any number of processes draws the same crops.
+    ds = ds.random_map(load, seed=spec.seed)
+    ds = ProcessShard(ds, *spec.process(), local).batch(local, drop_remainder=True)
     self._dataset = _to_iter(ds, spec)
     self._iterator = None
 
@@ -188,8 +190,8 @@ def eval_batches(spec: DataSpec) -> tuple[int, Iterator[dict[str, np.ndarray]]]:
   source, load = _loader(spec)
   local = _local_batch(spec)
   padded = math.ceil(len(source) / spec.global_batch) * spec.global_batch
-  ds = ProcessShard(grain.MapDataset.range(padded), *spec.process(), local)
-  ds = ds.random_map(load, seed=spec.seed).batch(local, drop_remainder=True)
+  ds = grain.MapDataset.range(padded).random_map(load, seed=spec.seed)
+  ds = ProcessShard(ds, *spec.process(), local).batch(local, drop_remainder=True)
   batches = metrics.with_progress(iter(_to_iter(ds, spec)), padded // spec.global_batch,
                                   f"eval {spec.name}:{spec.split} batches")
   return len(source), batches
