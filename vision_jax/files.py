@@ -25,17 +25,23 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
   """Writes `data` to `path` (creating its folder); readers never see a partial file."""
   target = epath.Path(path)
   target.parent.mkdir(parents=True, exist_ok=True)
-  write = target.write_bytes if isinstance(data, bytes) else target.write_text
   if is_remote(path):
-    write(data)
+    _write(target, data)
     return
   tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
   try:
-    (tmp.write_bytes if isinstance(data, bytes) else tmp.write_text)(data)
+    _write(tmp, data)
     os.replace(tmp, target)
   finally:
     if tmp.exists():
       tmp.unlink()
+
+
+def _write(path: epath.Path, data: str | bytes) -> None:
+  if isinstance(data, bytes):
+    path.write_bytes(data)
+  else:
+    path.write_text(data)
 
 
 def read_text(path: str | os.PathLike) -> str:
