@@ -109,6 +109,15 @@ def test_eval_mode_reproduces_final_eval(tmp_path):
   assert 0.0 < trained["eval/top1_accuracy"] <= 1.0
 
 
+def test_read_state_restores_without_orbax_item_metadata_warning(tmp_path, caplog):
+  train.run(tiny_config(total_steps=5, checkpoint_every_steps=5), str(tmp_path))
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    state = saved_state(tmp_path)
+  assert int(state["step"]) == 5
+  assert not [r for r in caplog.records if "Metadata file does not exist" in r.getMessage()]
+
+
 def test_init_from_loads_matching_subtree_and_reports_the_rest(tmp_path):
   train.run(tiny_config(), str(tmp_path / "src"))
   config = tiny_config(**{"model.num_classes": 5})
