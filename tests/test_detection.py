@@ -163,32 +163,3 @@ def test_tiny_retinanet_overfits_one_batch_and_finds_the_boxes():
     # Detections are clipped to the image's valid size (image 1 is 48 rows high).
     assert pred["boxes"][b, :, 3].max() <= float(batch["image/size"][b, 0])
   assert np.all(np.diff(pred["scores"], axis=1) <= 0)  # Sorted by score.
-
-
-def test_init_from_a_pvt_checkpoint_loads_the_backbone_and_reports_the_rest(tmp_path):
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
-  from safetensors.torch import save_file  # pylint: disable=import-outside-toplevel
-
-  from vision_jax import checkpoint, convert  # pylint: disable=import-outside-toplevel
-  torch.manual_seed(0)
-  hf = transformers.PvtForImageClassification(transformers.PvtConfig(num_labels=10))  # PVT-Tiny.
-  path = str(tmp_path / "pvt_tiny.safetensors")
-  save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, path)
-  model = retinanet.RetinaNet(backbone="pvt_tiny", num_classes=3)
-  init = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))["params"]
-  state = {"params": init, "step": jnp.zeros((), jnp.int32)}
-  new, report = checkpoint.load_partial(path, "params", "params/backbone", state)
-  converted = convert.load_pretrained(path)["params"]
-  np.testing.assert_array_equal(new["params"]["backbone"]["block2_1"]["attn"]["kv"]["kernel"],
-                                converted["block2_1"]["attn"]["kv"]["kernel"])
-  np.testing.assert_array_equal(new["params"]["backbone"]["pos_embed4"], converted["pos_embed4"])
-  backbone_leaves = len(jax.tree.leaves(init["backbone"]))
-  assert len(report["loaded"]) == backbone_leaves and not report["missing"]
-  assert sorted(report["unused"]) == ["cls_token", "head/bias", "head/kernel", "norm/bias",
-                                      "norm/scale"]
-  assert {p.split("/")[1] for p in report["untouched"]} == {"fpn", "head"}
-  assert len(report["untouched"]) == len(jax.tree.leaves(init["fpn"])) + len(
-      jax.tree.leaves(init["head"]))
-  np.testing.assert_array_equal(new["params"]["head"]["cls_out"]["kernel"],
-                                init["head"]["cls_out"]["kernel"])

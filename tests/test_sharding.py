@@ -72,3 +72,28 @@ def test_global_batch_splits_rows_over_data_axis():
   shard_rows = sorted(tuple(np.asarray(s.data)[:, 0]) for s in out["x"].addressable_shards)
   assert shard_rows[0] == (0.0, 2.0) and len(shard_rows) == 8  # 4 row blocks x 2 replicas.
   np.testing.assert_array_equal(np.asarray(out["x"]), batch["x"])
+
+
+def test_leading_ellipsis_aligns_a_spec_with_the_trailing_dimensions():
+  mesh = sharding.make_mesh({"data": 4, "model": 2})
+  tree = {"dense": jnp.zeros((16, 10)), "conv": jnp.zeros((3, 3, 8, 6)), "bias": jnp.zeros((6,))}
+  for ellipsis in (..., "..."):  # Python's, and as JSON / command lines write it.
+    specs = jax.tree.map(lambda s: s.spec, sharding.tree_shardings(
+        tree, mesh, [(".*", (ellipsis, "model"))]))
+    assert specs == {"dense": P(None, "model"), "conv": P(None, None, None, "model"),
+                     "bias": P("model")}
+  with pytest.raises(sharding.ConfigError, match=r"Partition rule \('\.\*', \(Ellipsis, 'data', "
+                                                 r"'model'\)\) names 2 dimensions but bias has "
+                                                 r"shape \(6,\)\.$"):
+    sharding.tree_shardings(tree, mesh, [(".*", (..., "data", "model"))])
+
+
+def test_ellipsis_only_leads_a_spec():
+  from vision_jax import config as config_lib
+  config = config_lib.base_config()
+  config.total_steps = 1
+  config.partition_rules = ((".*", ("model", ...)),)
+  with pytest.raises(config_lib.ConfigError, match=r"'\.\.\.' may only be the first entry"):
+    config_lib.validate(config)
+  config.partition_rules = ((".*", (..., "model")),)
+  config_lib.validate(config)

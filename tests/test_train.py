@@ -1,8 +1,9 @@
 """The trainer end to end, in process: determinism, sharding, NaN guard,
-checkpoint fallback, partial init, eval mode, the digits demo."""
+eval mode, the digits demo (restores: test_restore.py; init_from: test_init_from.py)."""
 import pathlib
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -42,11 +43,27 @@ def test_same_seed_gives_bit_identical_params_and_loss_falls(tmp_path):
   assert other["train/loss"] != first["train/loss"]
 
 
+def live_specs(state, suffix: str) -> dict[str, P]:
+  """PartitionSpec of every live leaf of `state` whose path ends with `suffix`."""
+  return {sharding.path_name(p): leaf.sharding.spec
+          for p, leaf in jax.tree_util.tree_leaves_with_path(state)
+          if sharding.path_name(p).endswith(suffix)}
+
+
 def test_one_device_and_4x2_mesh_agree(tmp_path):
-  rules = ((r".*/kernel", (None, None, None, "model")), (r".*head/kernel", (None, "model")),
-           (".*", ()))
+  rules = ((r".*head/kernel", (None, "model")), (r".*/kernel", (..., "model")), (".*", ()))
   single = tiny_config(**{"mesh.data": 1, "mesh.model": 1})
   sharded = tiny_config(**{"mesh.data": 4, "mesh.model": 2, "partition_rules": rules})
+  s = train.setup(sharded)
+  state = train.init_state(s)
+  s.close()
+  # Parameters and their SGD momentum alike, on the live arrays.
+  head = live_specs(state, "head/kernel")
+  conv = live_specs(state, "stage1_block1/conv1/kernel")
+  assert len(head) == len(conv) == 2  # params/... and opt_state/.../trace/...
+  assert set(head.values()) == {P(None, "model")}
+  assert set(conv.values()) == {P(None, None, None, "model")}
+  assert set(live_specs(state, "head/bias").values()) == {P()}
   train.run(single, str(tmp_path / "one"))
   train.run(sharded, str(tmp_path / "mesh"))
   one, mesh = saved_state(tmp_path / "one"), saved_state(tmp_path / "mesh")
@@ -54,6 +71,67 @@ def test_one_device_and_4x2_mesh_agree(tmp_path):
   assert_trees_equal(one["model_state"], mesh["model_state"], atol=1e-5)
   assert not np.allclose(one["params"]["head"]["kernel"],
                          saved_state(tmp_path / "one", step=10)["params"]["head"]["kernel"])
+
+
+def _pvt_digits(**overrides):
+  """A small PVT classifier on the digits, upsampled to 32x32, trained with Adam."""
+  c = tiny_config(**overrides)
+  c.model = ml_collections.ConfigDict({
+      "name": "pvt_tiny", "num_classes": 10, "embed_dims": (16, 32, 32, 64),
+      "num_heads": (1, 1, 2, 2), "mlp_ratios": (2, 2, 2, 2), "depths": (1, 1, 1, 1),
+      "drop_path_rate": 0.0, "pretrain_size": 32})
+  c.data.pp_train = "decode|resize(32)|normalize(0.5, 0.5)|onehot(10)|keep('image', 'labels')"
+  c.data.pp_eval = c.data.pp_train
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
+  return c
+
+
+@pytest.mark.parametrize("example", ["fsdp", "tensor_parallel"])
+def test_readme_sharding_examples_shard_pvt_as_they_claim(example):
+  """The README's two partition-rule examples, on PVT with Adam: the live train
+  state after init and after a jitted step."""
+  if example == "fsdp":
+    config = _pvt_digits(**{"mesh.data": 2, "mesh.fsdp": -1, "partition_rules": ((".*", "fsdp"),)})
+  else:
+    config = _pvt_digits(**{"mesh.data": -1, "mesh.model": 2, "partition_rules": (
+        (r".*/kernel", (..., "model")), (".*", ()))})
+  s = train.setup(config)
+  try:
+    state = train.init_state(s)
+    batch = sharding.global_batch(next(iter(s.train_data)), s.mesh)
+  finally:
+    s.close()
+  stepped, _ = train.compile_train_step(s)(jax.tree.map(lambda x: x.copy(), state), batch)
+  for live in (state, stepped):
+    fc1 = live_specs(live, "block1_0/mlp/fc1/kernel")  # [16, 32]
+    proj = live_specs(live, "patch_embed1/proj/kernel")  # [4, 4, 1, 16]
+    pos = live_specs(live, "pos_embed1")  # [1, 64, 16]
+    assert len(fc1) == len(proj) == len(pos) == 3  # The parameter, Adam's mu and nu.
+    kernels = {k: v for k, v in live_specs(live, "kernel").items()}
+    if example == "fsdp":
+      assert dict(s.mesh.shape) == {"data": 2, "fsdp": 4, "model": 1}
+      assert set(fc1.values()) == {P(None, "fsdp")}
+      assert set(proj.values()) == {P(None, None, None, "fsdp")}
+      assert set(pos.values()) == {P(None, "fsdp", None)}
+      assert set(live_specs(live, "block1_0/norm1/scale").values()) == {P("fsdp")}
+    else:
+      assert dict(s.mesh.shape) == {"data": 4, "fsdp": 1, "model": 2}
+      assert set(fc1.values()) == {P(None, "model")}
+      assert set(proj.values()) == {P(None, None, None, "model")}
+      assert set(pos.values()) == {P()}
+      # Every kernel, 2-D Dense and 4-D conv alike, has its last dimension over `model`.
+      assert len(kernels) > 30 and all(spec[-1] == "model" and all(a is None for a in spec[:-1])
+                                       for spec in kernels.values()), kernels
+      assert set(live_specs(live, "bias").values()) == {P()}
+
+
+def test_a_spec_longer_than_a_leaf_is_a_config_error():
+  rules = ((r".*/kernel", (None, None, None, "model")), (".*", ()))
+  with pytest.raises(config_lib.ConfigError, match=r"names 4 dimensions but .*head/kernel has "
+                                                   r"shape \(16, 10\); to shard its last "
+                                                   r"dimensions write \(\.\.\., None, 'model'\)"):
+    train.setup(tiny_config(**{"mesh.data": 4, "mesh.model": 2, "partition_rules": rules}))
 
 
 def test_fsdp_mesh_shards_params_and_moments_and_agrees_with_one_device(tmp_path):
@@ -86,20 +164,6 @@ def test_nan_loss_stops_with_step_named_and_saves_nothing_bad(tmp_path):
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params)), step
 
 
-def test_corrupt_newest_checkpoint_falls_back(tmp_path, caplog):
-  train.run(tiny_config(), str(tmp_path))
-  newest = tmp_path / checkpoint.CHECKPOINT_DIR / "20" / "state"
-  for path in newest.rglob("*"):
-    if path.is_file():
-      path.write_bytes(b"garbage")
-  result = train.run(tiny_config(total_steps=25), str(tmp_path))
-  assert "Checkpoint at step 20" in caplog.text and "falling back" in caplog.text
-  assert [p.name.split("-")[0] for p in (tmp_path / checkpoint.CORRUPT_DIR).iterdir()] == ["20"]
-  assert result["step"] == 25
-  rows = [r["step"] for r in metrics.read_metrics(tmp_path) if "train/loss" in r]
-  assert rows[-3:] == [15, 20, 25]  # Steps 11-20 were trained again from step 10.
-
-
 def test_eval_mode_reproduces_final_eval(tmp_path):
   trained = train.run(tiny_config(), str(tmp_path))
   evaluated = train.run(tiny_config(), str(tmp_path), mode="eval")
@@ -116,24 +180,6 @@ def test_read_state_restores_without_orbax_item_metadata_warning(tmp_path, caplo
     state = saved_state(tmp_path)
   assert int(state["step"]) == 5
   assert not [r for r in caplog.records if "Metadata file does not exist" in r.getMessage()]
-
-
-def test_init_from_loads_matching_subtree_and_reports_the_rest(tmp_path):
-  train.run(tiny_config(), str(tmp_path / "src"))
-  config = tiny_config(**{"model.num_classes": 5})
-  s = train.setup(config)
-  state = jax.jit(s.init_fn, out_shardings=s.state_shardings)()
-  src = str(tmp_path / "src" / checkpoint.CHECKPOINT_DIR / "20")
-  new_state, report = checkpoint.load_partial(src, "params", None, state)
-  saved = saved_state(tmp_path / "src")["params"]
-  np.testing.assert_array_equal(new_state["params"]["stem_conv"]["kernel"],
-                                saved["stem_conv"]["kernel"])
-  assert report["mismatched"] == ["params/head/bias: (10,) vs (5,)",
-                                  "params/head/kernel: (16, 10) vs (16, 5)"]
-  assert report["missing"] == [] and report["unused"] == []
-  assert len(report["loaded"]) == len(jax.tree.leaves(state["params"])) - 2
-  with pytest.raises(KeyError, match="No subtree 'params/backbone'"):
-    checkpoint.load_partial(src, "params/backbone", None, state)
 
 
 def _digits_config(arg):

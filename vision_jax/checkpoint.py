@@ -6,8 +6,11 @@ Grain iterator state as JSON, identical on every process). Saves are async and
 atomic (Orbax writes a temporary directory and renames it once complete), so a
 kill mid-save leaves the previous checkpoint as the newest good one.
 
-Resume order (`restore_or_init`): newest readable checkpoint in the workdir,
+Resume order (`train._restore_or_init`): newest checkpoint in the workdir,
 else `config.resume`, else the `config.init_from` subtree, else scratch.
+Before any array is read, a step's saved tree is compared with the state the
+config builds; only a step whose files cannot be read or decoded is ever set
+aside (`checkpoint_checks`).
 """
 import contextlib
 import logging as pylogging
@@ -22,11 +25,15 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from vision_jax import checkpoint_checks as checks
 from vision_jax import files
-from vision_jax.sharding import path_name
 
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints_unreadable"
+# Seconds to wait before each retry of a read that failed transiently.
+RETRY_DELAYS = (1.0, 4.0, 16.0)
+# A step's outcome on one process; processes agree on the worst (largest).
+_OK, _CORRUPT, _STOP = 0, 1, 2
 
 
 def abstract_tree(shapes: Any, shardings: Any) -> Any:
@@ -43,8 +50,10 @@ def _restore_args(abstract_state) -> ocp.args.Composite:
 class Checkpointer:
   """Keeps the newest `keep` checkpoints of a run under `workdir/checkpoints`."""
 
-  def __init__(self, workdir: str, keep: int, async_save: bool = True):
+  def __init__(self, workdir: str, keep: int, async_save: bool = True,
+               retry_delays: tuple[float, ...] = RETRY_DELAYS):
     self.directory = os.path.join(files.absolute(workdir), CHECKPOINT_DIR)
+    self.retry_delays = tuple(retry_delays)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -58,23 +67,58 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
 
   def restore_newest(self, abstract_state) -> tuple[Any, dict, int] | None:
-    """(state, data_state, step) of the newest checkpoint that restores.
+    """(state, data_state, step) of the newest checkpoint, or None if there is none.
 
-    A checkpoint that fails to restore (truncated or corrupted files) is
-    reported, moved to `checkpoints_unreadable/` and skipped in favour of the
-    one before it.
+    Newest first: a step whose files cannot be read or decoded is moved to
+    `checkpoints_unreadable/` and the one before it is tried. A step that reads
+    but holds another train state than `abstract_state` raises ConfigError
+    (nothing moved); storage that does not answer is retried, then raises
+    CheckpointReadError (nothing moved). With several processes each step's
+    outcome is agreed on by all of them, so they restore the same step or stop
+    together.
     """
-    for step in reversed(self.all_steps()):
-      try:
-        restored = self._manager.restore(step, args=_restore_args(abstract_state))
-      except Exception as e:  # pylint: disable=broad-except
+    while True:
+      step = self._agreed_newest_step()
+      if step is None:
+        return None
+      outcome, result, error = self._try_restore(step, abstract_state)
+      agreed = _agree(outcome)
+      if agreed == _OK:
+        return (*result, step)
+      if agreed == _CORRUPT:
         moved = self._set_aside(step)
-        logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); moved to %s, "
+        logging.warning("Checkpoint at step %d in %s cannot be read (%s); moved to %s, "
                         "falling back to the previous one.", step, self.directory,
-                        type(e).__name__, e, moved)
+                        _describe(error) if error else "unreadable on another process", moved)
         continue
-      return restored.state, restored.data, step
-    return None
+      if outcome == _STOP:
+        raise error
+      raise checks.CheckpointReadError(
+          f"Another process could not restore checkpoint step {step} of {self.directory} "
+          "(its log says why); stopping with it.")
+
+  def _agreed_newest_step(self) -> int | None:
+    """Process 0's newest step (the same on every process), or None."""
+    steps = self.all_steps()
+    newest = steps[-1] if steps else -1
+    if jax.process_count() > 1:
+      newest = int(multihost_utils.broadcast_one_to_all(np.int64(newest)))
+    return None if newest < 0 else newest
+
+  def _try_restore(self, step: int, abstract_state) -> tuple[int, Any, BaseException | None]:
+    """(outcome, (state, data) or None, the error to raise or report) of this process."""
+    where = f"at step {step} in {self.directory}"
+    step_dir = epath.Path(self.directory) / str(step)
+    try:
+      saved = checks.with_retries(lambda: _saved_metadata(step_dir), self.retry_delays,
+                                  f"checkpoint {where}")
+      checks.check_matches(saved, abstract_state, where)
+      restored = checks.with_retries(
+          lambda: self._manager.restore(step, args=_restore_args(abstract_state)),
+          self.retry_delays, f"checkpoint {where}")
+    except Exception as e:  # pylint: disable=broad-except
+      return (_CORRUPT if checks.failure_kind(e) == checks.CORRUPT else _STOP), None, e
+    return _OK, (restored.state, restored.data), None
 
   def _set_aside(self, step: int) -> str:
     """Moves an unreadable step out of the way (kept for inspection, not deleted)."""
@@ -95,14 +139,15 @@ class Checkpointer:
     self._manager.close()
 
 
-def restore_step_dir(path: str, abstract_state) -> tuple[Any, dict]:
-  """(state, data_state) from one step directory, e.g. `.../checkpoints/1000`."""
-  path = epath.Path(path)
-  if not (path / "state").exists():
-    raise FileNotFoundError(f"{path} is not a checkpoint step directory (no 'state' item).")
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    restored = ckptr.restore(path, args=_restore_args(abstract_state))
-  return restored.state, restored.data
+def _describe(error: BaseException) -> str:
+  return f"{type(error).__name__}: {error}"
+
+
+def _agree(outcome: int) -> int:
+  """The worst outcome over all processes (this one's alone when it is alone)."""
+  if jax.process_count() == 1:
+    return outcome
+  return int(np.max(multihost_utils.process_allgather(np.int32(outcome))))
 
 
 @contextlib.contextmanager
@@ -118,6 +163,28 @@ def _no_item_metadata_warning():
     absl_logger.removeFilter(drop)
 
 
+def _saved_metadata(step_dir: epath.Path) -> Any:
+  """The tree of array metadata (shape, dtype) of a step's `state` item; reads
+  no array. A missing item raises FileNotFoundError."""
+  item = step_dir / "state"
+  if not item.exists():
+    raise FileNotFoundError(f"{step_dir} has no 'state' item.")
+  with _no_item_metadata_warning(), ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+    return ckptr.metadata(item).item_metadata
+
+
+def restore_step_dir(path: str, abstract_state) -> tuple[Any, dict]:
+  """(state, data_state) from one step directory, e.g. `.../checkpoints/1000`;
+  a step of another train state raises ConfigError before any array is read."""
+  path = epath.Path(path)
+  if not (path / "state").exists():
+    raise FileNotFoundError(f"{path} is not a checkpoint step directory (no 'state' item).")
+  checks.check_matches(_saved_metadata(path), abstract_state, f"config.resume={path}")
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    restored = ckptr.restore(path, args=_restore_args(abstract_state))
+  return restored.state, restored.data
+
+
 def read_state(path: str) -> Any:
   """The `state` item of a step directory as host arrays on this process.
 
@@ -131,67 +198,3 @@ def read_state(path: str) -> Any:
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
                           ckptr.metadata(item).item_metadata)
     return jax.tree.map(np.asarray, ckptr.restore(item, target))
-
-
-def read_weights(path: str) -> Any:
-  """A checkpoint step directory's state, or a reference framework's weights
-  file (.pth/.safetensors, converted by `vision_jax.convert` into
-  {"params": ...} in this library's layout)."""
-  if os.path.isfile(path):
-    from vision_jax import convert  # Lazy: only runs that import weights need it.
-    return convert.load_pretrained(path)
-  return read_state(path)
-
-
-def _subtree(tree: Any, path: str) -> Any:
-  for part in filter(None, path.split("/")):
-    if not isinstance(tree, dict) or part not in tree:
-      keys = sorted(tree) if isinstance(tree, dict) else []
-      raise KeyError(f"No subtree {path!r} in the checkpoint (at {part!r}; keys: {keys}).")
-    tree = tree[part]
-  return tree
-
-
-def load_partial(path: str, subtree: str, target: str | None, state: dict) -> tuple[dict, dict]:
-  """Copies arrays under `subtree` of saved weights into `state` at `target`.
-
-  `path` is a checkpoint step directory or a weights file (`read_weights`).
-
-  Leaves are matched by their path below the subtree; a leaf loads when the
-  shapes agree. Returns (new state, report) where report lists the 'loaded',
-  'missing' (in state, not in checkpoint), 'unused' (in checkpoint, not in
-  state), 'mismatched' (shape differs) and 'untouched' (same collection as
-  `target`, outside it: e.g. a detection head left at its initialisation) paths.
-  """
-  saved = read_weights(path)
-  source = {path_name(p): np.asarray(v)
-            for p, v in jax.tree_util.tree_leaves_with_path(_subtree(saved, subtree))}
-  target = (target or subtree).strip("/")
-  report = {"loaded": [], "missing": [], "mismatched": [], "unused": [], "untouched": []}
-  used = set()
-  collection = target.split("/")[0] + "/"
-
-  def load(p, leaf):
-    name = path_name(p)
-    if not (name == target or name.startswith(target + "/")):
-      if name.startswith(collection):
-        report["untouched"].append(name)
-      return leaf
-    key = name[len(target):].lstrip("/")
-    if key not in source:
-      report["missing"].append(name)
-      return leaf
-    used.add(key)
-    if source[key].shape != leaf.shape:
-      report["mismatched"].append(f"{name}: {source[key].shape} vs {leaf.shape}")
-      return leaf
-    report["loaded"].append(name)
-    return jax.device_put(source[key].astype(leaf.dtype), leaf.sharding)
-
-  new_state = jax.tree_util.tree_map_with_path(load, state)
-  report["unused"] = sorted(set(source) - used)
-  if not report["loaded"]:
-    raise ValueError(f"init_from {path}: nothing under {subtree!r} matches {target!r} "
-                     f"in the model ({len(report['missing'])} missing, "
-                     f"{len(report['mismatched'])} mismatched).")
-  return new_state, report

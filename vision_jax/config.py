@@ -15,17 +15,14 @@ from typing import Any, Callable
 import ml_collections
 from ml_collections import config_dict
 
-from vision_jax import registry
+from vision_jax import registry, sharding
+from vision_jax.errors import ConfigError
 
 # Subtrees whose keys are constructor arguments of the component they name;
 # they are checked against that constructor's signature instead of the schema.
 OPEN_SUBTREES = ("model", "task", "evaluators")
 # Keys of an evaluator's subtree that choose its data (default: config.data's).
 EVALUATOR_DATA_KEYS = ("split", "pp", "batch_size")
-
-
-class ConfigError(ValueError):
-  """A config that cannot run; raised before any compute."""
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -86,6 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from.path = config_dict.placeholder(str)
   c.init_from.subtree = "params"  # '/'-separated path into the saved train state.
   c.init_from.target = config_dict.placeholder(str)  # Where it goes; default: same path.
+  # Every target leaf filled and every source leaf used (but a converter's droppable
+  # classifier head); False: load what matches and log the rest.
+  c.init_from.strict = True
 
   c.mesh = ml_collections.ConfigDict()
   # Axes in this order; one size may be -1 (the devices the others leave).
@@ -94,8 +94,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = 1  # Data parallelism with parameters sharded by the rules (ZeRO-3).
   c.mesh.model = 1  # Tensor parallelism: dimensions the rules name "model".
   # (regex over the '/'-joined path of each train-state leaf, spec); first match
-  # wins. spec: PartitionSpec entries, e.g. (None, "model"), or the name of one
-  # mesh axis, e.g. "fsdp": the leaf's largest dimension that axis divides.
+  # wins. spec: PartitionSpec entries for the leading dimensions, e.g.
+  # (None, "model"); `...` then entries for the trailing ones, e.g. (..., "model")
+  # (the last dimension of any rank); or the name of one mesh axis, e.g. "fsdp":
+  # the leaf's largest dimension that axis divides. A spec naming more
+  # dimensions than a leaf has is an error.
   c.partition_rules = ((".*", ()),)
 
   c.distributed = ml_collections.ConfigDict()
@@ -120,6 +123,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_workers = 0  # Grain worker processes per host; 0: in-process.
   c.data.prefetch = 2  # Batches buffered per worker.
   c.data.skip_decoding = ("image",)  # Features decoded by the `decode` pp op.
+  # Detection: train only on images with an annotation (mmdetection's filter_empty_gt);
+  # evaluation always keeps every image.
+  c.data.train_drop_empty = False
 
   c.task = ml_collections.ConfigDict({"name": "classification"})
   c.model = ml_collections.ConfigDict({"name": "resnet18"})
@@ -247,7 +253,11 @@ def _check_partition_rules(rules, axes: tuple[str, ...]) -> None:
     entries = [spec] if isinstance(spec, str) else list(spec) if isinstance(spec, (tuple, list)) else None
     if entries is None:
       raise ConfigError(f"{where}: spec must be a tuple of mesh axes or one axis name.")
+    if entries and isinstance(spec, (tuple, list)) and sharding.is_ellipsis(entries[0]):
+      entries = entries[1:]  # (..., a, b): a and b name the trailing dimensions.
     for entry in entries:
+      if sharding.is_ellipsis(entry):
+        raise ConfigError(f"{where}: '...' may only be the first entry of a spec.")
       for axis in (entry if isinstance(entry, (tuple, list)) else (entry,)):
         if axis is not None and axis not in axes:
           raise ConfigError(f"{where}: unknown mesh axis {axis!r}.{registry.nearest(str(axis), axes)} "

@@ -15,6 +15,8 @@ from absl import logging
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from vision_jax.errors import ConfigError
+
 # Mesh axes that split the batch, in this order, where the mesh has them.
 BATCH_AXES = ("data", "fsdp")
 
@@ -83,11 +85,31 @@ def path_name(path) -> str:
   return "/".join(parts)
 
 
-def _fit(spec: tuple, shape: tuple[int, ...], mesh: Mesh, name: str) -> P:
-  """`spec` trimmed to the array's rank, dropping axes that do not divide it."""
-  spec = tuple(spec)[:len(shape)]
+def is_ellipsis(entry) -> bool:
+  """A spec's leading `...` (Python's Ellipsis, or the string "..." as JSON and
+  command lines write it): align the rest with the trailing dimensions."""
+  return entry is Ellipsis or (isinstance(entry, str) and entry == "...")
+
+
+def _fit(spec: tuple, shape: tuple[int, ...], mesh: Mesh, name: str, pattern: str) -> P:
+  """`spec` laid over the array's dimensions, dropping axes that do not divide them.
+
+  A plain spec names the leading dimensions (missing ones are replicated); a
+  spec that starts with `...` names the trailing ones. A spec naming more
+  dimensions than the leaf has is a ConfigError naming the leaf.
+  """
+  spec = tuple(spec)
+  trailing = bool(spec) and is_ellipsis(spec[0])
+  entries = spec[1:] if trailing else spec
+  if len(entries) > len(shape):
+    hint = "" if trailing else (f"; to shard its last dimensions write "
+                                f"(..., {', '.join(map(repr, entries[-len(shape):]))})"
+                                if shape else "")
+    raise ConfigError(f"Partition rule ({pattern!r}, {spec!r}) names {len(entries)} dimensions "
+                      f"but {name} has shape {shape}{hint}.")
+  entries = (None,) * (len(shape) - len(entries)) + entries if trailing else entries
   fitted = []
-  for dim, axis in zip(shape, spec):
+  for dim, axis in zip(shape, entries):
     axes = axis if isinstance(axis, tuple) else (axis,) if axis else ()
     size = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
     if size > 1 and dim % size:
@@ -111,11 +133,12 @@ def largest_dim_spec(axis: str, shape: tuple[int, ...], mesh: Mesh) -> tuple:
 def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, tuple | str]]) -> Any:
   """NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs) by regex rules.
 
-  A rule's spec is a tuple of PartitionSpec entries, or the name of one mesh
-  axis: shard the leaf's largest dimension that axis divides.
+  A rule's spec is a tuple of PartitionSpec entries for the leading dimensions,
+  `...` followed by entries for the trailing ones, or the name of one mesh
+  axis: shard the leaf's largest dimension that axis divides. First match wins.
   """
-  compiled = [(re.compile(pattern), spec if isinstance(spec, str) else tuple(spec))
-              for pattern, spec in rules]
+  compiled = [(re.compile(pattern), spec if isinstance(spec, str) and not is_ellipsis(spec)
+               else tuple(spec)) for pattern, spec in rules]
 
   def one(path, leaf):
     name = path_name(path)
@@ -124,7 +147,7 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, tuple | str
       if pattern.fullmatch(name):
         if isinstance(spec, str):
           spec = largest_dim_spec(spec, shape, mesh)
-        return NamedSharding(mesh, _fit(spec, shape, mesh, name))
+        return NamedSharding(mesh, _fit(spec, shape, mesh, name, pattern.pattern))
     return NamedSharding(mesh, P())
 
   return jax.tree_util.tree_map_with_path(one, tree)

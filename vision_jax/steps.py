@@ -4,7 +4,8 @@ The train state is a dict {step, params, model_state, opt_state, rng}; all
 randomness of step s comes from fold_in(rng, s), so a run is a function of
 its seed and data order. Gradient accumulation splits the global batch into
 `accum_steps` strided micro-batches (each spread over every data shard) and
-averages their gradients with `lax.scan`.
+sums their gradients with `lax.scan`, each micro-batch's loss normalised by
+the whole batch's counts (`make_train_step`).
 """
 from typing import Any, Callable
 
@@ -54,14 +55,44 @@ def _micro_batches(batch: dict, k: int) -> dict:
                       batch)
 
 
+def static_aux(model: nn.Module, params, model_state, images, rng) -> dict:
+  """The model's aux as a trace sees it, without compute: arrays become
+  ShapeDtypeStructs, static entries (e.g. pyramid sizes) stay as they are."""
+  found = []
+
+  def probe(p, x):
+    (_, aux), _ = _apply_train(model, p, model_state, x, rng)
+    found.append(jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, jax.Array) else a, aux))
+    return jnp.zeros(())
+
+  jax.eval_shape(probe, params, images)
+  return found[0]
+
+
+def step_normalizers(task, aux: dict, micro: dict) -> dict:
+  """The task's normalizers summed over all micro-batches [k, B/k, ...] of a
+  step, one micro-batch at a time (as the gradients are)."""
+  per_micro = jax.lax.map(lambda batch: task.normalizers(aux, batch), micro)
+  return jax.tree.map(lambda x: jnp.sum(x, axis=0), per_micro)
+
+
 def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, accum_steps: int = 1) -> Callable:
-  """step(state, batch) -> (state, metrics); metrics are scalars."""
+  """step(state, batch) -> (state, metrics); metrics are scalars.
 
-  def grads_of(params, model_state, batch, rng):
+  With `accum_steps` > 1 the loss is exactly that of the whole batch: the
+  task's `normalizers(aux, batch)` (sums over examples, independent of the
+  parameters: positives, real examples, valid pixels) are summed over the
+  global batch first and passed to every micro-batch's `loss`, whose value,
+  gradient and metrics are then that micro-batch's share of the step's, and
+  add up.
+  """
+
+  def grads_of(params, model_state, batch, rng, normalizers):
     def loss_fn(p):
       (outputs, aux), new_model_state = _apply_train(model, p, model_state, batch[IMAGE], rng)
-      loss, metrics = task.loss(outputs, aux, batch)
+      loss, metrics = task.loss(outputs, aux, batch, normalizers)
       return loss, (metrics, new_model_state)
     (_, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return grads, metrics, new_model_state
@@ -70,20 +101,26 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation,
     rng = jax.random.fold_in(state["rng"], state["step"])
     params = state["params"]
     if accum_steps == 1:
-      grads, metrics, model_state = grads_of(params, state["model_state"], batch, rng)
+      grads, metrics, model_state = grads_of(params, state["model_state"], batch, rng, None)
     else:
+      micro = _micro_batches(batch, accum_steps)
+      aux = static_aux(model, params, state["model_state"], micro[IMAGE][0], rng)
+      normalizers = step_normalizers(task, aux, micro)
+
       def body(carry, inputs):
-        grad_sum, model_state = carry
-        index, micro = inputs
-        grads, metrics, model_state = grads_of(params, model_state, micro,
-                                               jax.random.fold_in(rng, index))
-        return (jax.tree.map(jnp.add, grad_sum, grads), model_state), metrics
+        grad_sum, metric_sum, model_state = carry
+        index, micro_batch = inputs
+        grads, metrics, model_state = grads_of(params, model_state, micro_batch,
+                                               jax.random.fold_in(rng, index), normalizers)
+        return (jax.tree.map(jnp.add, grad_sum, grads), jax.tree.map(jnp.add, metric_sum, metrics),
+                model_state), None
+
       zeros = jax.tree.map(jnp.zeros_like, params)
-      (grad_sum, model_state), metrics = jax.lax.scan(
-          body, (zeros, state["model_state"]),
-          (jnp.arange(accum_steps), _micro_batches(batch, accum_steps)))
-      grads = jax.tree.map(lambda g: g / accum_steps, grad_sum)
-      metrics = jax.tree.map(jnp.mean, metrics)
+      metric_zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), jax.eval_shape(
+          lambda: grads_of(params, state["model_state"], jax.tree.map(lambda x: x[0], micro), rng,
+                           normalizers)[1]))
+      (grads, metrics, model_state), _ = jax.lax.scan(
+          body, (zeros, metric_zeros, state["model_state"]), (jnp.arange(accum_steps), micro))
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                  "model_state": model_state, "opt_state": opt_state, "rng": state["rng"]}

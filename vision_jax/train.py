@@ -19,7 +19,8 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from vision_jax import checkpoint, config as config_lib, files, metrics as metrics_lib, registry, sharding, steps
+from vision_jax import checkpoint, config as config_lib, files, init_from
+from vision_jax import metrics as metrics_lib, registry, sharding, steps
 from vision_jax.data import pipeline
 from vision_jax.evaluators import pictures as pictures_lib
 from vision_jax.optim import builder
@@ -64,20 +65,26 @@ class Setup:
   mesh: jax.sharding.Mesh
   model: Any
   task: Any
-  train_data: pipeline.TrainData
+  train_data: pipeline.TrainData | None  # None in eval mode.
+  evaluators: dict[str, Any]
   total_steps: int
   tx: Any
   schedule: Any
   init_fn: Any
   state_shardings: Any
 
+  def close(self) -> None:
+    if self.train_data is not None:
+      self.train_data.close()
 
-def data_spec(config, split: str, pp: str, batch: int, where: str) -> pipeline.DataSpec:
+
+def data_spec(config, split: str, pp: str, batch: int, where: str,
+              drop_empty: bool = False) -> pipeline.DataSpec:
   d = config.data
   return pipeline.DataSpec(name=d.name, split=split, pp=pp, global_batch=batch,
                            data_dir=d.data_dir, skip_decoding=tuple(d.skip_decoding),
                            num_workers=d.num_workers, prefetch=d.prefetch, seed=config.seed,
-                           where=where)
+                           where=where, drop_empty=drop_empty)
 
 
 def _check_batch(batch: int, mesh, key: str) -> None:
@@ -96,8 +103,13 @@ def build_model(config):
   return ctor(**kwargs)
 
 
-def setup(config: ml_collections.ConfigDict) -> Setup:
-  """Validates `config` and builds mesh, data, model, optimizer (no compute)."""
+def setup(config: ml_collections.ConfigDict, workdir: str | None = None,
+          mode: str = "train") -> Setup:
+  """Validates `config` and builds mesh, data, model, optimizer and evaluators
+  (no compute). Every split the run will read is opened and one record of it
+  preprocessed here: the train split (not in eval mode) and every evaluator's."""
+  if mode not in ("train", "eval"):
+    raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}.")
   config_lib.validate(config)
   d = config.distributed
   sharding.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id,
@@ -108,20 +120,46 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   _check_batch(config.data.eval_batch_size, mesh, "data.eval_batch_size")
   task = registry.TASKS.get(config.task.name)(**config_lib.component_kwargs(config.task))
   model = build_model(config)
-  train_data = pipeline.TrainData(data_spec(config, config.data.train_split, config.data.pp_train,
-                                             config.data.batch_size, "data.pp_train"))
-  per_epoch = train_data.steps_per_epoch
+  train_data = None
+  if mode == "train":
+    train_data = pipeline.TrainData(data_spec(
+        config, config.data.train_split, config.data.pp_train, config.data.batch_size,
+        "data.pp_train", drop_empty=config.data.train_drop_empty))
+  evaluators = _evaluators(config, mesh, model, task, workdir)
+  templates = {name: evaluator.check() for name, evaluator in evaluators.items()}
+  if train_data is not None:
+    per_epoch, image_shape = train_data.steps_per_epoch, train_data.template[steps.IMAGE].shape
+  elif templates:
+    # Eval restores a state whose structure does not depend on the schedule's
+    # values or on the input size, so neither needs the train split.
+    per_epoch, image_shape = 1, next(iter(templates.values()))[steps.IMAGE].shape
+  else:
+    raise config_lib.ConfigError("--mode=eval needs at least one evaluator (config.evaluators).")
   total = config_lib.resolve_steps(config, "total", per_epoch)
   warmup = config_lib.resolve_steps(config.schedule, "warmup", per_epoch) or 0
   schedule = builder.make_schedule(config.schedule, config.optimizer.learning_rate, total, warmup)
-  image_shape = train_data.template[steps.IMAGE].shape
   param_shapes = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)["params"])
   tx = builder.make_optimizer(config.optimizer, schedule, param_shapes)
   init_fn = steps.make_init(model, tx, image_shape, config.seed)
   state_shardings = sharding.tree_shardings(jax.eval_shape(init_fn), mesh,
                                             [tuple(r) for r in config.partition_rules])
-  return Setup(config, mesh, model, task, train_data, total, tx, schedule, init_fn, state_shardings)
+  return Setup(config, mesh, model, task, train_data, evaluators, total, tx, schedule, init_fn,
+               state_shardings)
+
+
+def init_state(s: Setup) -> dict:
+  """A fresh train state, created already sharded (never whole on one host)."""
+  return jax.jit(s.init_fn, out_shardings=s.state_shardings)()
+
+
+def compile_train_step(s: Setup):
+  """The jitted train step: state donated, shardings the same in and out."""
+  return jax.jit(steps.make_train_step(s.model, s.task, s.tx, s.schedule,
+                                       s.config.optimizer.accum_steps),
+                 donate_argnums=0,
+                 in_shardings=(s.state_shardings, sharding.batch_sharding(s.mesh)),
+                 out_shardings=(s.state_shardings, sharding.replicated(s.mesh)))
 
 
 def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dict | None]:
@@ -136,39 +174,29 @@ def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dic
     state, data_state = checkpoint.restore_step_dir(s.config.resume, abstract)
     metrics_lib.log(f"Resumed from config.resume={s.config.resume} at step {int(state['step'])}.")
     return state, data_state
-  state = jax.jit(s.init_fn, out_shardings=s.state_shardings)()
+  state = init_state(s)
   if s.config.init_from.path:
     src = s.config.init_from
-    state, report = checkpoint.load_partial(src.path, src.subtree, src.target, state)
-    metrics_lib.log(f"init_from {src.path} [{src.subtree}] -> [{src.target or src.subtree}]: "
-                    f"loaded {len(report['loaded'])}, missing {len(report['missing'])} "
-                    f"{report['missing'][:10]}, mismatched {report['mismatched'][:10]}, "
-                    f"unused {len(report['unused'])} {report['unused'][:10]}; kept from "
-                    f"initialisation outside the target: {len(report['untouched'])} "
-                    f"{_prefixes(report['untouched'])}.")
+    state, report = init_from.load_partial(src.path, src.subtree, src.target, state, src.strict)
+    metrics_lib.log(f"init_from {src.path} [{src.subtree}] -> [{src.target or src.subtree}] "
+                    f"({'strict' if src.strict else 'not strict'}): {init_from.summary(report)}.")
   return state, None
 
 
-def _prefixes(paths: list[str], depth: int = 2) -> list[str]:
-  """Distinct leading path parts, e.g. ['params/fpn', 'params/head']."""
-  return sorted({"/".join(p.split("/")[:depth]) for p in paths})
-
-
-def _evaluators(s: Setup, workdir: str) -> dict[str, Any]:
-  predict = jax.jit(steps.make_predict(s.model, s.task),
-                    out_shardings=sharding.replicated(s.mesh))
+def _evaluators(c, mesh, model, task, workdir: str | None) -> dict[str, Any]:
+  """The configured evaluators (or the task's defaults), sharing one jitted predict."""
+  predict = jax.jit(steps.make_predict(model, task), out_shardings=sharding.replicated(mesh))
 
   def predict_fn(variables, local_batch):
-    return jax.device_get(predict(variables, sharding.global_batch(local_batch, s.mesh)))
+    return jax.device_get(predict(variables, sharding.global_batch(local_batch, mesh)))
 
-  c = s.config
   out = {}
-  specs = c.evaluators.to_dict() if c.evaluators else s.task.default_evaluators()
+  specs = c.evaluators.to_dict() if c.evaluators else task.default_evaluators()
   for name, node in specs.items():
     node = dict(node)
     data = data_spec(c, node.pop("split", c.data.eval_split), node.pop("pp", c.data.pp_eval),
-                      node.pop("batch_size", c.data.eval_batch_size), f"evaluators.{name}.pp")
-    _check_batch(data.global_batch, s.mesh, f"evaluators.{name}.batch_size")
+                     node.pop("batch_size", c.data.eval_batch_size), f"evaluators.{name}.pp")
+    _check_batch(data.global_batch, mesh, f"evaluators.{name}.batch_size")
     ctor = registry.EVALUATORS.get(node.pop("kind"))
     if "workdir" in inspect.signature(ctor).parameters:
       node["workdir"] = workdir
@@ -191,8 +219,9 @@ def _evaluate(evaluators: dict, state: dict, writer: metrics_lib.MetricWriter,
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Restores the newest checkpoint in `workdir` and runs the evaluators."""
-  s = setup(config)
+  """Restores the newest checkpoint in `workdir` and runs the evaluators (the
+  train split is not opened)."""
+  s = setup(config, workdir, mode="eval")
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
   writer = metrics_lib.MetricWriter(workdir, scalars=False)
   try:
@@ -201,11 +230,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     if newest is None:
       raise FileNotFoundError(f"No checkpoint to evaluate in {ckpt.directory}.")
     state, _, step = newest
-    results = _evaluate(_evaluators(s, workdir), state, writer, step)
+    results = _evaluate(s.evaluators, state, writer, step)
   finally:
     writer.close()
     ckpt.close()
-    s.train_data.close()
+    s.close()
   metrics_lib.log(f"Eval of step {step}: {results}")
   if jax.process_index() == 0:
     files.write_atomic(os.path.join(workdir, EVAL_RESULTS_FILE),
@@ -219,9 +248,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") ->
     return evaluate(config, workdir)
   if mode != "train":
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}.")
-  s = setup(config)
-  c = config
-  ckpt = checkpoint.Checkpointer(workdir, c.keep_checkpoints)
+  s = setup(config, workdir)
+  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
   writer = metrics_lib.MetricWriter(workdir)
   stop = StopSignal()
   try:
@@ -230,7 +258,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") ->
     stop.close()
     ckpt.close()
     writer.close()
-    s.train_data.close()
+    s.close()
 
 
 def _checked(pending: list[dict], step: int) -> list[dict]:
@@ -250,13 +278,9 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
   step = int(state["step"])
   if jax.process_index() == 0:
     files.write_atomic(os.path.join(workdir, "config.json"), c.to_json_best_effort(indent=1))
-  batch_sharding = sharding.batch_sharding(s.mesh)
-  train_step = jax.jit(steps.make_train_step(s.model, s.task, s.tx, s.schedule,
-                                             c.optimizer.accum_steps),
-                       donate_argnums=0, in_shardings=(s.state_shardings, batch_sharding),
-                       out_shardings=(s.state_shardings, sharding.replicated(s.mesh)))
+  train_step = compile_train_step(s)
   finite = jax.jit(steps.all_finite)
-  evaluators = _evaluators(s, workdir)
+  evaluators = s.evaluators
   progress = metrics_lib.Progress(step, s.total_steps, c.data.batch_size)
   metrics_lib.log(f"Training {s.config.model.name} from step {step} to {s.total_steps} "
                   f"({s.train_data.steps_per_epoch} steps/epoch) on mesh {dict(s.mesh.shape)}.")

@@ -238,3 +238,9 @@ def load_pretrained(path: str, features_only: bool = False) -> dict:
   """Reads a PVT v1 checkpoint (.pth/.pt/.bin/.safetensors, official or HF
   layout; size inferred from the depths) -> {"params": nested numpy arrays}."""
   return convert_state_dict(load_state_dict(path), features_only=features_only)
+
+
+def load_pretrained_for_init(path: str) -> tuple[dict, tuple[str, ...]]:
+  """(`load_pretrained(path)`, the '/'-joined paths a detection backbone may
+  leave unused: the classifier's cls token, final norm and head)."""
+  return load_pretrained(path), tuple(f"params/{name}" for name in HEAD_ONLY)

@@ -55,6 +55,10 @@ COCO_CLASS_NAMES = (
 _BATCH = 256  # Records read per call when rebuilding ground truth.
 
 
+class AnnotationFormatError(ValueError):
+  """An annotation file that cannot be parsed; the message names the file and position."""
+
+
 def annotation_path(root: str, split: str) -> str:
   return os.path.join(root, "annotations", f"instances_{split}.json")
 
@@ -92,7 +96,13 @@ def read_instances(root: str, split: str) -> dict:
         f"COCO-format folder {root!r} has no split {split!r}: expected the annotations at "
         f"{path} and the images under {os.path.join(root, split)}/.")
   with open(path, "rb") as f:
-    return json.load(f)
+    text = f.read()
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise AnnotationFormatError(
+        f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno} (byte {e.pos} "
+        f"of {len(text)}). Re-download or regenerate the annotation file.") from None
 
 
 def _array(values: list, dtype, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +143,7 @@ class CocoFolder:
     self.class_names = [str(c.get("name", c["id"])) for c in categories]
     label_of = {cid: k for k, cid in enumerate(self.category_ids)}
     images = select_images(instances, portion, drop_empty)
+    self.empty_dropped = len(select_images(instances, portion)) - len(images)
     row_of = {im["id"]: k for k, im in enumerate(images)}
     all_ids = {im["id"] for im in instances.get("images", [])}
     rows, anns, orphans = [], [], 0

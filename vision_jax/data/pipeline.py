@@ -121,6 +121,7 @@ class DataSpec:
   seed: int = 0
   where: str = "pp"
   shard: tuple[int, int] | None = None  # (process index, count); None: JAX's.
+  drop_empty: bool = False  # Detection: only images with an annotation (mmdet filter_empty_gt).
 
   def process(self) -> tuple[int, int]:
     return self.shard or (jax.process_index(), jax.process_count())
@@ -144,9 +145,20 @@ def _to_iter(ds: grain.MapDataset, spec: DataSpec) -> grain.IterDataset:
 
 
 def _loader(spec: DataSpec):
-  source = sources.open_source(spec.name, spec.split, spec.data_dir, spec.skip_decoding)
+  source = sources.open_source(spec.name, spec.split, spec.data_dir, spec.skip_decoding,
+                               drop_empty=spec.drop_empty)
+  if not len(source):
+    raise ValueError(f"{spec.name}:{spec.split} has no records"
+                     f"{' with annotations' if spec.drop_empty else ''} ({spec.where}).")
   preprocess = Preprocess(spec.pp, spec.where)
   return source, LoadExample(source, preprocess, example_template(source, preprocess), len(source))
+
+
+def check(spec: DataSpec) -> dict:
+  """Opens the split and preprocesses its first good record, as a run will:
+  a missing dataset or split, or a pp chain that fails on every one of the
+  first records, raises here. Returns the example template."""
+  return _loader(spec)[1].template
 
 
 class TrainData:
@@ -157,6 +169,10 @@ class TrainData:
     source, load = _loader(spec)
     self.template = load.template  # Per-example arrays (zeros) of the batch features.
     self.num_examples = len(source)
+    self.empty_dropped = int(getattr(source, "empty_dropped", 0))
+    if spec.drop_empty:
+      metrics.log(f"{spec.name}:{spec.split}: training on the {self.num_examples} images with "
+                  f"annotations; {self.empty_dropped} without any left out (drop_empty).")
     self.steps_per_epoch = max(1, self.num_examples // spec.global_batch)
     local = _local_batch(spec)
     ds = grain.MapDataset.range(self.num_examples).shuffle(seed=spec.seed).repeat(None)

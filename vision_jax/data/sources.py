@@ -5,10 +5,11 @@ COCO-layout folder (data_dir = its root) and embedded datasets are generated
 on first use, either as TFDS datasets or as COCO-layout folders.
 """
 import jax
+import numpy as np
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from vision_jax import registry
+from vision_jax import metrics, registry
 
 
 COCO_FOLDER = "coco_folder"
@@ -80,15 +81,14 @@ def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *
   Embedded datasets are built in `data_dir` on first use; any other TFDS name
   must already be prepared, or a `DataMissingError` says how to prepare it.
   COCO-layout folders ("coco_folder", "shapes_demo") give records in the TFDS
-  `coco/2017` layout; `drop_empty` keeps only their annotated images.
+  `coco/2017` layout. `drop_empty` keeps only the images with an annotation
+  (from the json for folders; by reading each record once for TFDS).
   """
   root = coco_root(name, data_dir)
   if root is not None:
     from vision_jax.data import coco  # pylint: disable=import-outside-toplevel
     return coco.CocoFolder(root, split, decode_image="image" not in skip_decoding,
                            drop_empty=drop_empty)
-  if drop_empty:
-    raise ValueError(f"drop_empty applies to COCO-layout folders, not to {name!r}.")
   decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding}
   if name in registry.EMBEDDED_DATASETS:
     builder = registry.EMBEDDED_DATASETS.get(name)(data_dir=data_dir, file_format="array_record")
@@ -100,9 +100,52 @@ def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *
                            f"{', '.join(builder.info.splits)}.")
   decoders = {k: v for k, v in decoders.items() if k in builder.info.features}
   try:
-    return builder.as_data_source(split, decoders=decoders or None)
+    source = builder.as_data_source(split, decoders=decoders or None)
   except (NotImplementedError, FileNotFoundError, AssertionError) as e:
     state = ("is prepared but not as ArrayRecord" if builder.is_prepared()
              else "is not prepared")
     raise DataMissingError(f"TFDS dataset {name!r} {state} in {builder.data_dir}.\n"
                            + _prepare_help(name, data_dir)) from e
+  return AnnotatedOnly(source, f"{name}:{split}") if drop_empty else source
+
+
+class AnnotatedOnly:
+  """The records of a detection source with at least one object, in order
+  (mmdetection's `filter_empty_gt`); `empty_dropped` counts the others.
+
+  Finding them reads every record once (images are not decoded), on process
+  0, which shares the result with the other processes.
+  """
+
+  def __init__(self, source, what: str, batch: int = 256):
+    self._source = source
+    n = len(source)
+    annotated = np.zeros(n, bool)
+    if jax.process_index() == 0:
+      getitems = getattr(source, "__getitems__", None)
+      starts = range(0, n, batch)
+      for start in metrics.with_progress(starts, len(starts), f"finding annotated images of {what}"):
+        keys = list(range(start, min(start + batch, n)))
+        records = getitems(keys) if getitems else [source[k] for k in keys]
+        annotated[start:start + len(keys)] = [_has_objects(r) for r in records]
+    if jax.process_count() > 1:
+      annotated = np.asarray(multihost_utils.broadcast_one_to_all(annotated))
+    self._index = np.flatnonzero(annotated)
+    self.empty_dropped = n - len(self._index)
+    self.dataset_info = getattr(source, "dataset_info", None)
+
+  def __len__(self) -> int:
+    return len(self._index)
+
+  def __getitem__(self, index):
+    return self._source[int(self._index[int(index)])]
+
+  def __repr__(self) -> str:
+    return f"AnnotatedOnly({self._source!r}, {len(self)} of {len(self._source)} records)"
+
+
+def _has_objects(record) -> bool:
+  objects = record.get("objects") if isinstance(record, dict) else None
+  if objects is None:
+    raise ValueError("drop_empty needs detection records with an 'objects' feature.")
+  return len(np.asarray(objects["label"]).reshape(-1)) > 0

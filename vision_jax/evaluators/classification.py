@@ -12,11 +12,17 @@ class ClassificationEvaluator:
 
   `predict_fn(variables, local_batch)` returns host arrays over the global
   batch: the task's predictions plus the batch's `mask` and `skipped` flags;
-  padding (mask 0) is ignored and malformed records are reported.
+  padding (mask 0) is ignored. Malformed records count as errors (the
+  denominator is the whole split, as for COCO AP) and are reported as
+  `skipped_examples`.
   """
 
   def __init__(self, predict_fn: Callable, *, data: pipeline.DataSpec, top_k=(1, 5)):
     self.predict_fn, self.data, self.top_k = predict_fn, data, tuple(top_k)
+
+  def check(self) -> dict:
+    """Opens the split and preprocesses one record (before training starts)."""
+    return pipeline.check(self.data)
 
   def run(self, variables) -> dict[str, float]:
     hits, counts = np.zeros(len(self.top_k)), {}
@@ -24,8 +30,9 @@ class ClassificationEvaluator:
       match = out["top_k"] == out["label"][:, None]
       for i, k in enumerate(self.top_k):
         hits[i] += np.sum(match[:, :k].any(-1))
-    metrics = {f"top{k}_accuracy": float(h / max(counts["counted"], 1))
-               for k, h in zip(self.top_k, hits)}
+    # Over the whole split: a record that could not be read counts as an error.
+    examples = counts["counted"] + counts["skipped"]
+    metrics = {f"top{k}_accuracy": float(h / max(examples, 1)) for k, h in zip(self.top_k, hits)}
     if counts["skipped"]:
       metrics["skipped_examples"] = float(counts["skipped"])
     return metrics

@@ -10,7 +10,9 @@ original image as mmdetection does with `rescale=True`: x / scale[1],
 y / scale[0]; xyxy becomes COCO's xywh and contiguous classes the dataset's
 original category ids. Every image of the split stays in the ground truth, so
 an image the pipeline skipped (unreadable record) counts as all misses; the
-number is reported as `skipped_examples`.
+number is reported as `skipped_examples`. When the task caps the (box, class)
+pairs entering NMS and an image's result may differ from uncapped NMS, the
+number of such images is reported as `nms_capped_images` (and logged).
 """
 import contextlib
 import io
@@ -124,6 +126,14 @@ class CocoEvaluator:
   def _split_name(self) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.data.split)
 
+  def check(self) -> dict:
+    """Opens the split, preprocesses one record and loads the ground truth
+    (before training starts, so a missing annotation file fails then)."""
+    template = pipeline.check(self.data)
+    if self._ground_truth is None:
+      self._ground_truth = load_ground_truth(self.data)
+    return template
+
   def run(self, variables) -> dict[str, float]:
     if self._ground_truth is None:
       self._ground_truth = load_ground_truth(self.data)
@@ -131,10 +141,13 @@ class CocoEvaluator:
     num_examples, batches = pipeline.eval_batches(self.data)
     results, seen_ids, shown = [], set(), {}
     counted = skipped = position = 0
+    capped = None  # Images whose NMS may differ from uncapped NMS; None: the task has no cap.
     for batch in batches:
       out = self.predict_fn(variables, batch)
       mask = np.asarray(out["mask"]) > 0
       rows = np.nonzero(mask)[0]
+      if "nms_exact" in out:
+        capped = (capped or 0) + int(np.sum(~np.asarray(out["nms_exact"], bool)[rows]))
       ids = [int(i) for i in np.asarray(out["image/id"])[rows]]
       if len(set(ids)) < len(ids) or seen_ids.intersection(ids):
         raise RuntimeError(f"Image ids {sorted(seen_ids.intersection(ids) or ids)[:5]} of "
@@ -160,6 +173,12 @@ class CocoEvaluator:
     metrics = {name: float(v) for name, v in zip(STAT_NAMES, stats)}
     if skipped:
       metrics["skipped_examples"] = float(skipped)
+    if capped is not None:
+      metrics["nms_capped_images"] = float(capped)
+    if capped:
+      logging.warning("%d of %d images of %s:%s had more NMS candidates than the task's "
+                      "max_nms_candidates: their detections may differ from uncapped NMS.",
+                      capped, counted, self.data.name, self.data.split)
     return metrics
 
   def _evaluate(self, gt: dict, results: list[dict]) -> np.ndarray:

@@ -29,6 +29,11 @@ class LinearTransferEvaluator:
     self.test_data = dataclasses.replace(data, name=name)
     self.l2, self.max_iter = l2, max_iter
 
+  def check(self) -> dict:
+    """Opens both splits and preprocesses one record of each (before training starts)."""
+    pipeline.check(self.fit_data)
+    return pipeline.check(self.test_data)
+
   def _features(self, variables, data) -> tuple[np.ndarray, np.ndarray, int]:
     counts, feats, labels = {}, [], []
     for out in masked_predictions(self.predict_fn, variables, data, counts):
@@ -46,7 +51,8 @@ class LinearTransferEvaluator:
     mean, std = x_fit.mean(0), x_fit.std(0) + 1e-6
     classifier = LogisticRegression(C=1.0 / (self.l2 * len(y_fit)), max_iter=self.max_iter)
     classifier.fit((x_fit - mean) / std, y_fit)
-    accuracy = float(np.mean(classifier.predict((x_test - mean) / std) == y_test))
+    correct = np.sum(classifier.predict((x_test - mean) / std) == y_test)
+    accuracy = float(correct / (len(y_test) + skipped_test))  # Unreadable records are errors.
     metrics = {"top1_accuracy": accuracy, "fit_examples": float(len(y_fit))}
     if skipped_fit + skipped_test:
       metrics["skipped_examples"] = float(skipped_fit + skipped_test)

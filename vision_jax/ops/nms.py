@@ -97,20 +97,27 @@ def gather_detections(boxes: jnp.ndarray, scores: jnp.ndarray, classes: jnp.ndar
 
 def multiclass_nms(boxes: jnp.ndarray, scores: jnp.ndarray, score_thr: float = 0.05,
                    iou_thr: float = 0.5, max_per_img: int = 100,
-                   max_candidates: int = 1000) -> Detections:
+                   max_candidates: int | None = None) -> Detections:
   """mmdet `multiclass_nms` for class-shared boxes [N, 4] and scores [N, C].
 
   Every (box, class) pair with score > score_thr is a candidate (no background
   column: RetinaNet's sigmoid scores); class-wise greedy NMS at `iou_thr`; the
-  top `max_per_img` kept by score. Only the `max_candidates` best pairs enter
-  NMS (see the module docstring for when this is exact). Ties in score are
-  ordered by (box index, class).
+  top `max_per_img` kept by score. With `max_candidates` (None: all N x C
+  pairs, as mmdet) only that many best pairs enter NMS (see the module
+  docstring for when this is exact; `Detections.exact` says). Ties in score
+  are ordered by (box index, class).
   """
   n, c = scores.shape
   flat = scores.reshape(-1).astype(jnp.float32)
   is_cand = flat > score_thr
-  k = min(max_candidates, n * c)
-  top, flat_idx = jax.lax.top_k(jnp.where(is_cand, flat, -jnp.inf), k)
+  keyed = jnp.where(is_cand, flat, -jnp.inf)
+  if max_candidates is None or max_candidates >= n * c:
+    k = n * c
+    flat_idx = jnp.argsort(-keyed, stable=True)  # = top_k of everything, ties by index.
+    top = keyed[flat_idx]
+  else:
+    k = max_candidates
+    top, flat_idx = jax.lax.top_k(keyed, k)
   cand_valid = top > score_thr
   box_idx, cand_cls = flat_idx // c, (flat_idx % c).astype(jnp.int32)
   cand_boxes = boxes[box_idx].astype(jnp.float32)

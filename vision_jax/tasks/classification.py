@@ -6,11 +6,6 @@ import optax
 from vision_jax.data.pipeline import MASK
 
 
-def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean of `values` over examples with mask 1 (0 when none are)."""
-  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
 class ClassificationTask:
   """Loss and predictions for logits [B, C] against one-hot `labels` [B, C]."""
 
@@ -18,13 +13,22 @@ class ClassificationTask:
     self.labels_key = labels_key
     self.top_k = top_k
 
-  def loss(self, logits: jax.Array, aux: dict, batch: dict) -> tuple[jax.Array, dict]:
+  def normalizers(self, aux: dict, batch: dict) -> dict:
+    """The number of real examples (mask 1) of the batch, which the loss divides by."""
     del aux
+    return {"examples": jnp.sum(batch[MASK])}
+
+  def loss(self, logits: jax.Array, aux: dict, batch: dict,
+           normalizers: dict | None = None) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy over the real examples of the step (`normalizers`;
+    default: this batch's)."""
     labels, mask = batch[self.labels_key], batch[MASK]
+    count = (normalizers or self.normalizers(aux, batch))["examples"]
     per_example = optax.softmax_cross_entropy(logits, labels)
     correct = jnp.argmax(logits, -1) == jnp.argmax(labels, -1)
-    loss = masked_mean(per_example, mask)
-    return loss, {"loss": loss, "accuracy": masked_mean(correct, mask)}
+    mean = lambda v: jnp.sum(v * mask) / jnp.maximum(count, 1.0)
+    loss = mean(per_example)
+    return loss, {"loss": loss, "accuracy": mean(correct)}
 
   def predict(self, logits: jax.Array, aux: dict, batch: dict) -> dict:
     """Top-k classes and the label; plus the penultimate "features" when the

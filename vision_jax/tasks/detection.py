@@ -6,12 +6,15 @@ level, valid only inside the image's padded region; MaxIoU assignment
 (positive IoU >= 0.5, negative < 0.4, low-quality matches with min IoU 0);
 sigmoid focal loss (Eq. 5, gamma 2, alpha 0.25) over positive and negative
 anchors, L1 on delta-xywh targets of positives, both divided by
-sum_i max(#pos_i, 1) over the global batch (mmdet normalises per device).
+sum_i max(#pos_i, 1) over the global batch (mmdet normalises per device),
+also under gradient accumulation (`normalizers`).
 
 Inference: per level the top 1000 anchors by best class score, deltas decoded
-and clipped to the image, class-wise NMS at IoU 0.5 over (box, class) pairs
-scoring > 0.05, the best 100 per image. Boxes stay in the resized-image frame;
-evaluators map them back with "image/scale".
+and clipped to the image, class-wise NMS at IoU 0.5 over all (box, class)
+pairs scoring > 0.05 (`max_nms_candidates` caps them; evaluators then count
+the images where the cap may have changed the result), the best 100 per
+image. Boxes stay in the resized-image frame; evaluators map them back with
+"image/scale".
 """
 from typing import Sequence
 
@@ -36,7 +39,7 @@ class DetectionTask:
                pos_iou: float = 0.5, neg_iou: float = 0.4, min_pos_iou: float = 0.0,
                focal_gamma: float = 2.0, focal_alpha: float = 0.25, box_loss_weight: float = 1.0,
                nms_pre: int = 1000, score_threshold: float = 0.05, nms_iou: float = 0.5,
-               max_detections: int = 100, max_nms_candidates: int = 1000):
+               max_detections: int = 100, max_nms_candidates: int | None = None):
     self.num_classes = num_classes
     self.strides, self.ratios = tuple(strides), tuple(ratios)
     self.octave_base_scale, self.scales_per_octave = octave_base_scale, scales_per_octave
@@ -76,13 +79,29 @@ class DetectionTask:
 
     return jax.vmap(one)(batch[BOXES], batch[CLASSES], batch[IMAGE_SIZE])
 
-  def loss(self, outputs: dict, aux: dict, batch: dict) -> tuple[jax.Array, dict]:
+  @staticmethod
+  def _sums(num_pos: jax.Array, mask: jax.Array) -> dict:
+    return {"positives": jnp.sum(jnp.maximum(num_pos.astype(jnp.float32), 1.0) * mask),
+            "images": jnp.sum(mask)}
+
+  def normalizers(self, aux: dict, batch: dict) -> dict:
+    """What the loss divides by, as sums over the batch's examples (needs only
+    aux["levels"]): sum_i max(#pos_i, 1) and the number of real images."""
+    anchors = self.anchors(aux["levels"])
+    t = self.targets(anchors, aux["levels"], batch)
+    return self._sums(t["num_pos"], batch[MASK].astype(jnp.float32))
+
+  def loss(self, outputs: dict, aux: dict, batch: dict,
+           normalizers: dict | None = None) -> tuple[jax.Array, dict]:
+    """Focal + L1 over `normalizers` (the whole step's; default: this batch's)."""
     anchors = self.anchors(aux["levels"])
     self._check_outputs(outputs, anchors)
     t = self.targets(anchors, aux["levels"], batch)
     mask = batch[MASK].astype(jnp.float32)  # Skipped and padding examples count for nothing.
     num_pos = t["num_pos"].astype(jnp.float32)
-    normalizer = jnp.maximum(jnp.sum(jnp.maximum(num_pos, 1.0) * mask), 1.0)
+    if normalizers is None:
+      normalizers = self._sums(num_pos, mask)
+    normalizer = jnp.maximum(normalizers["positives"], 1.0)
     cls_weights = t["cls_weights"] * mask[:, None]
     focal = losses.sigmoid_focal_loss(outputs["cls"], t["cls_targets"], self.focal_gamma,
                                       self.focal_alpha)
@@ -91,7 +110,7 @@ class DetectionTask:
     l1 = losses.l1_loss(outputs["reg"], t["box_targets"])
     box_loss = self.box_loss_weight * jnp.sum(l1 * box_weights[..., None]) / normalizer
     loss = cls_loss + box_loss
-    images = jnp.maximum(jnp.sum(mask), 1.0)
+    images = jnp.maximum(normalizers["images"], 1.0)
     return loss, {"loss": loss, "cls_loss": cls_loss, "box_loss": box_loss,
                   "positives_per_image": jnp.sum(num_pos * mask) / images}
 
@@ -108,8 +127,11 @@ class DetectionTask:
                                 self.max_detections, self.max_nms_candidates)
 
     dets = jax.vmap(one)(outputs["cls"], outputs["reg"], batch[IMAGE_SIZE])
-    return {BOXES: dets.boxes, "scores": dets.scores, CLASSES: dets.classes,
-            "nms_exact": dets.exact, IMAGE_ID: batch[IMAGE_ID], IMAGE_SCALE: batch[IMAGE_SCALE]}
+    out = {BOXES: dets.boxes, "scores": dets.scores, CLASSES: dets.classes,
+           IMAGE_ID: batch[IMAGE_ID], IMAGE_SCALE: batch[IMAGE_SCALE]}
+    if self.max_nms_candidates is not None:  # Evaluators count the images the cap changed.
+      out["nms_exact"] = dets.exact
+    return out
 
   def default_evaluators(self) -> dict:
     return {"coco": {"kind": "coco"}}
