@@ -163,3 +163,42 @@ def test_tiny_retinanet_overfits_one_batch_and_finds_the_boxes():
     # Detections are clipped to the image's valid size (image 1 is 48 rows high).
     assert pred["boxes"][b, :, 3].max() <= float(batch["image/size"][b, 0])
   assert np.all(np.diff(pred["scores"], axis=1) <= 0)  # Sorted by score.
+
+
+def _varied_batch(n=8, size=64, seed=3):
+  """`n` images with 0 to 3 objects each (so the micro-batches of an
+  accumulation step have different numbers of positives); the last is padding."""
+  rng = np.random.default_rng(seed)
+  boxes = np.zeros((n, 4, 4), np.float32)
+  classes = np.full((n, 4), -1, np.int32)
+  for b in range(n):
+    for k in range(b % 4):
+      x1, y1 = rng.uniform(0, size - 24, 2)
+      w, h = rng.uniform(8, 24, 2)
+      boxes[b, k], classes[b, k] = [x1, y1, x1 + w, y1 + h], rng.integers(0, 3)
+  return {"image": jnp.asarray(rng.normal(0, 1, (n, size, size, 3)).astype(np.float32)),
+          "boxes": jnp.asarray(boxes), "classes": jnp.asarray(classes),
+          "image/size": jnp.full((n, 2), size, jnp.int32),
+          MASK: jnp.asarray([1.0] * (n - 1) + [0.0]), "skipped": jnp.zeros((n,), jnp.int32)}
+
+
+def test_gradient_accumulation_equals_the_whole_batch_step():
+  from vision_jax import steps  # pylint: disable=import-outside-toplevel
+  model, task = _tiny()
+  batch = _varied_batch()
+  tx, schedule = optax.sgd(1.0), optax.constant_schedule(1.0)  # New params = params - grads.
+  state = steps.make_init(model, tx, (64, 64, 3), seed=0)()
+  micro = jax.tree.map(lambda x: np.asarray(x)[np.arange(8).reshape(2, 4).T], batch)
+  aux = steps.static_aux(model, state["params"], {}, micro["image"][0], jax.random.PRNGKey(0))
+  positives = [float(task.normalizers(aux, jax.tree.map(lambda x: x[i], micro))["positives"])
+               for i in range(4)]
+  assert len(set(positives)) > 1  # Per-micro-batch normalisation would weight them differently.
+  out = {k: jax.jit(steps.make_train_step(model, task, tx, schedule, k))(state, batch)
+         for k in (1, 4)}
+  (whole, m1), (accumulated, m4) = out[1], out[4]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+               whole["params"], accumulated["params"])
+  for key in ("train/loss", "train/cls_loss", "train/box_loss", "train/positives_per_image",
+              "train/grad_norm"):
+    np.testing.assert_allclose(m4[key], m1[key], rtol=1e-5)
+  assert float(m1["train/positives_per_image"]) > 0

@@ -200,3 +200,27 @@ def test_anchor_targets():
   np.testing.assert_array_equal(t["box_weights"], [1, 0, 0, 0])
   np.testing.assert_allclose(t["box_targets"][0], [0, -0.1, 0, math.log(0.8)], atol=1e-6)
   assert np.all(t["box_targets"][1:] == 0.) and int(t["num_pos"]) == 1
+
+
+def test_low_quality_ties_are_those_of_exact_arithmetic_in_eager_and_jit():
+  """A GT smaller than the anchors: every anchor of one area containing it has
+  the same IoU in exact arithmetic (all three aspect ratios of a scale have the
+  same area), but float32 IoUs differ in their last bits, and differently in
+  eager and fused code. The assigner matches the exact-arithmetic tie set."""
+  levels, strides = [(12, 12)], (8,)
+  a = anchors.multilevel_anchors(levels, strides, 4.0, 3, (0.5, 1.0, 2.0))
+  gt = np.array([44.3, 45.1, 47.2, 48.0])
+  corners = np.asarray(a, np.float64)
+  centre = (corners[:, :2] + corners[:, 2:]) / 2  # Multiples of the stride: exact.
+  ideal = [(32 * 2 ** (j / 3) / math.sqrt(r), 32 * 2 ** (j / 3) * math.sqrt(r))
+           for r in (0.5, 1.0, 2.0) for j in range(3)]  # mmdet's (ratio, scale) order.
+  wh = np.asarray([ideal[k % 9] for k in range(len(corners))])
+  np.testing.assert_allclose(wh, corners[:, 2:] - corners[:, :2], rtol=1e-5)
+  lo, hi = centre - wh / 2, centre + wh / 2
+  inter = np.prod(np.clip(np.minimum(hi, gt[2:]) - np.maximum(lo, gt[:2]), 0, None), -1)
+  iou = inter / (np.prod(wh, -1) + np.prod(gt[2:] - gt[:2]) - inter)
+  ties = np.flatnonzero(iou >= iou.max() * (1 - 1e-12))
+  assert len(ties) > 10
+  run = lambda: assign.max_iou_assign(a, jnp.asarray([gt], jnp.float32), jnp.asarray([True]))
+  for matched in (np.asarray(run()), np.asarray(jax.jit(run)())):
+    np.testing.assert_array_equal(np.flatnonzero(matched == 0), ties)

@@ -136,3 +136,27 @@ def test_topk_per_level():
   for n, sl in zip(counts, [slice(0, 10), slice(10, 20), slice(20, 27)]):
     np.testing.assert_array_equal(idx[sl], start + np.argsort(-best[start:start + n])[:10])
     start += n
+
+
+def _crowded(rng):
+  """A crowded image: 250 near-copies of one object scoring high in all 6 classes
+  (1,500 pairs that suppress each other), then 150 distinct lower-scoring boxes."""
+  dup = np.tile([[100., 100., 160., 150.]], (250, 1)) + rng.uniform(-1, 1, (250, 4))
+  grid = np.stack(np.meshgrid(np.arange(15), np.arange(10)), -1).reshape(-1, 2) * 40.
+  distinct = np.concatenate([grid + 700, grid + 730], 1)
+  boxes = np.concatenate([dup, distinct]).astype(np.float32)
+  scores = np.concatenate([rng.uniform(0.8, 0.99, (250, 6)),
+                           rng.uniform(0.06, 0.7, (150, 6))]).astype(np.float32)
+  return boxes, scores
+
+
+def test_multiclass_nms_is_exact_by_default_on_a_crowded_image():
+  boxes, scores = _crowded(np.random.default_rng(2))
+  ref = _multiclass_ref(boxes, scores, 0.05, 0.5, 100)
+  assert len(ref[1]) == 100 and (scores > 0.05).sum() == 2400
+  det = jax.jit(nms_ops.multiclass_nms)(boxes, scores)
+  _check_equal(det, ref)
+  assert bool(det.exact)
+  # The former default budget of 1000 pairs holds only near-copies: 6 kept, flagged.
+  capped = jax.jit(functools.partial(nms_ops.multiclass_nms, max_candidates=1000))(boxes, scores)
+  assert int(capped.count) == 6 and not bool(capped.exact)
