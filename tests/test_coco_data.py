@@ -251,3 +251,26 @@ def test_tfds_coco_ground_truth_under_mock_data(tfds_dir):
 def test_tfds_coco_without_files_says_how_to_prepare(tmp_path):
   with pytest.raises(sources.DataMissingError, match="tfds build coco/2017"):
     sources.open_source("coco/2017", "validation", str(tmp_path))
+
+
+def test_drop_empty_leaves_unannotated_train_images_out_and_logs_it(tfds_dir, coco_dir, caplog):
+  caplog.set_level("INFO")
+  data = pipeline.TrainData(pipeline.DataSpec(
+      name="coco/2017", split="validation", pp=EVAL_PP, global_batch=1, data_dir=tfds_dir,
+      drop_empty=True))
+  try:
+    assert (data.num_examples, data.empty_dropped) == (2, 1)
+    it = iter(data)
+    assert sorted(int(next(it)["image/id"][0]) for _ in range(4)) == [139, 139, 285, 285]
+  finally:
+    data.close()
+  assert "training on the 2 images with annotations; 1 without any left out" in caplog.text
+  folder = pipeline.TrainData(pipeline.DataSpec(
+      name="coco_folder", split="val2017", pp=EVAL_PP, global_batch=1, data_dir=str(coco_dir),
+      drop_empty=True))
+  folder.close()
+  assert (folder.num_examples, folder.empty_dropped) == (4, 1)  # Image 13 has no annotation.
+  kept = pipeline.TrainData(pipeline.DataSpec(
+      name="coco/2017", split="validation", pp=EVAL_PP, global_batch=1, data_dir=tfds_dir))
+  kept.close()
+  assert (kept.num_examples, kept.empty_dropped) == (3, 0)

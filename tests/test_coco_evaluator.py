@@ -258,3 +258,34 @@ def test_pictures_are_the_first_images_at_original_size(folder):
   picture = pictures["detections/307"]
   assert (picture[22, 5] != raw[22, 5]).any() and (picture[24, 15] != raw[24, 15]).any()
   assert (picture[21, 16] == raw[21, 16]).all()
+
+
+def test_images_whose_capped_nms_may_differ_are_counted_and_logged(folder, caplog):
+  def capped(variables, batch):
+    out = oracle(variables, batch)
+    out["nms_exact"] = out["image/id"] % 2 == 1  # Ids 412, 520, 630 hit the cap.
+    return out
+  metrics = coco_eval.CocoEvaluator(capped, data=folder(global_batch=4)).run({})
+  assert metrics["nms_capped_images"] == 3.0 and metrics["AP"] == 1.0
+  assert "3 of 6 images of coco_folder:val had more NMS candidates" in caplog.text
+  uncapped = coco_eval.CocoEvaluator(oracle, data=folder()).run({})
+  assert "nms_capped_images" not in uncapped
+
+
+def test_a_detection_task_reports_nms_exactness_only_with_a_cap():
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from vision_jax.tasks.detection import DetectionTask  # pylint: disable=import-outside-toplevel
+  levels = ((8, 8), (4, 4), (2, 2), (1, 1), (1, 1))
+  n = sum(h * w for h, w in levels) * 9
+  rng = np.random.default_rng(0)
+  outputs = {"cls": jnp.asarray(rng.normal(0, 3, (2, n, 3)), jnp.float32),
+             "reg": jnp.asarray(rng.normal(0, 0.1, (2, n, 4)), jnp.float32)}
+  batch = {"image/size": jnp.full((2, 2), 64, jnp.int32), "image/id": jnp.asarray([1, 2]),
+           "image/scale": jnp.ones((2, 2))}
+  exact = DetectionTask(num_classes=3).predict(outputs, {"levels": levels}, batch)
+  assert "nms_exact" not in exact
+  capped = DetectionTask(num_classes=3, max_nms_candidates=20).predict(
+      outputs, {"levels": levels}, batch)
+  assert not np.asarray(capped["nms_exact"]).any()  # ~1,400 pairs score > 0.05; 20 enter.
+  assert (np.asarray(exact["classes"]) >= 0).sum(1).tolist() == [100, 100]
+  assert (np.asarray(capped["classes"]) >= 0).sum(1).max() < 100

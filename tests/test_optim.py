@@ -94,7 +94,7 @@ def test_accumulation_matches_full_batch():
 
 def test_adam_with_l2_equals_torch_adam():
   """`adam` decays like torch.optim.Adam(weight_decay=...): L2 added to the gradient."""
-  torch = pytest.importorskip("torch")
+  import torch  # pylint: disable=import-outside-toplevel  # Installed by the test extra.
   w0 = np.array([0.5, -1.0, 2.0], np.float32)
   grads = [np.array([0.1, 0.2, -0.3], np.float32), np.array([-0.2, 0.05, 0.4], np.float32)]
   params = {"w": jnp.asarray(w0)}

@@ -165,3 +165,19 @@ def test_missing_dataset_says_how_to_prepare(tmp_path):
   assert f"tfds build cifar10 --data_dir={tmp_path} --file_format=array_record" in message
   with pytest.raises(sources.DataMissingError, match="Unknown dataset 'cifar11'"):
     sources.open_source("cifar11", "train", str(tmp_path))
+
+
+def test_classification_accuracy_counts_unreadable_records_as_errors(list_source):
+  from vision_jax.evaluators.classification import ClassificationEvaluator
+  from vision_jax.evaluators.linear_transfer import LinearTransferEvaluator
+  list_source(40, bad={5, 17})
+
+  def oracle(variables, batch):  # Right on every record it can read.
+    labels = np.argmax(batch["labels"], -1)
+    return {"top_k": labels[:, None], "label": labels, "mask": batch["mask"],
+            "skipped": batch["skipped"], "features": np.eye(10)[labels] + 0.01 * batch["id"][:, None]}
+
+  metrics = ClassificationEvaluator(oracle, data=_spec(16, split="test"), top_k=(1,)).run({})
+  assert metrics == {"top1_accuracy": 38 / 40, "skipped_examples": 2.0}
+  transfer = LinearTransferEvaluator(oracle, data=_spec(16, split="test"), fit_split="train").run({})
+  assert transfer["top1_accuracy"] == 38 / 40 and transfer["skipped_examples"] == 4.0

@@ -113,13 +113,14 @@ def test_midpoint_and_frechet_mean():
 
 
 def _geoopt(c):
-  geoopt, torch = pytest.importorskip("geoopt"), pytest.importorskip("torch")
+  import geoopt  # pylint: disable=import-outside-toplevel  # The test extra installs both.
+  import torch  # pylint: disable=import-outside-toplevel
   return geoopt.PoincareBall(c=torch.tensor(c, dtype=torch.float64))  # Not float32's c.
 
 
 @pytest.mark.parametrize("c", [0.1, 1.0, 2.5])
 def test_ops_equal_geoopt(c):
-  torch = pytest.importorskip("torch")
+  import torch  # pylint: disable=import-outside-toplevel  # Installed by the test extra.
   ref = _geoopt(c)
   x, y = points(10, 32, 6, c), points(11, 32, 6, c)
   u = np.random.default_rng(12).standard_normal((32, 6)) * 0.5

@@ -87,7 +87,7 @@ def test_fully_connected_gradients_match_finite_differences():
 
 def test_beta_concatenation_factor_and_patch_order():
   assert hyp.beta_concat_scale(8, 9) == pytest.approx(0.324227, abs=5e-7)  # Reference value.
-  torch = pytest.importorskip("torch")
+  import torch  # pylint: disable=import-outside-toplevel  # Installed by the test extra.
   x = np.random.default_rng(6).standard_normal((2, 7, 6, 3))
   got = hyp.patches(jnp.asarray(x), (3, 3), 2, 1)
   want = torch.nn.functional.unfold(torch.tensor(x).permute(0, 3, 1, 2), 3, padding=1, stride=2)

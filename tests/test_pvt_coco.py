@@ -27,6 +27,8 @@ def test_coco_variants_are_the_mmdet_1x_recipe(variant, backbone, drop_path):
   assert "resize_keep_ratio(800, 1333)" in c.data.pp_train and "flip_lr_boxes(0.5)" in c.data.pp_train
   assert "flip" not in c.data.pp_eval and "coco_objects(drop_crowd=False)" in c.data.pp_eval
   assert c.init_from.target == "params/backbone"
+  # mmdet's filter_empty_gt, and NMS over every candidate pair (no cap).
+  assert c.data.train_drop_empty and "max_nms_candidates" not in c.task
 
 
 def test_coco_without_the_data_fails_before_compute_saying_how_to_prepare(tmp_path):
@@ -69,7 +71,8 @@ def test_demo_trains_evaluates_and_draws(tmp_path, monkeypatch):
   assert [r["step"] for r in rows] == [10, 20, 30, 40]
   assert rows[-1]["train/loss"] < 0.8 * rows[0]["train/loss"]
   assert sum(r["data/skipped"] for r in rows) == 0
-  assert all(0.0 <= result[f"coco/{k}"] <= 1.0 for k in ("AP", "AP50", "AR100"))
+  # Measured on this run (2-core CPU): AP50 0.0096, AR100 0.050.
+  assert result["coco/AP50"] >= 0.005 and result["coco/AR100"] >= 0.025, result
   with open(os.path.join(workdir, "eval", "val_detections.json"), encoding="utf-8") as f:
     detections = json.load(f)
   gt_file = os.path.join(c.data.data_dir, "shapes_demo", shapes.VERSION, "annotations",

@@ -30,12 +30,40 @@ def random_grads(t, params):
                       params)
 
 
-@pytest.mark.parametrize("retraction", ["geodesic", "qr", "polar"])
-def test_stays_orthonormal_after_1000_float32_steps(retraction):
-  tx = riemannian.grassmann_sgd(0.05, momentum=0.9, reorth_every=5, retraction=retraction)
-  S = run_steps(tx, subspaces(0), random_grads, 1000)
+def orthonormality_errors(tx, steps=1000, seed=0) -> np.ndarray:
+  """max |S^T S - I| after each of `steps` float32 updates with random gradients."""
+  S = subspaces(seed)
+  state = tx.init(S)
+
+  @jax.jit
+  def step(S, state, t):
+    G = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(100), t), S.shape, S.dtype)
+    updates, state = tx.update(G, state, S)
+    S = optax.apply_updates(S, updates)
+    return S, state, jnp.abs(gr.mT(S) @ S - jnp.eye(S.shape[-1], dtype=S.dtype)).max()
+
+  errors = []
+  for t in range(steps):
+    S, state, error = step(S, state, t)
+    errors.append(error)
   assert S.dtype == jnp.float32
-  np.testing.assert_allclose(gr.mT(S) @ S, np.broadcast_to(np.eye(3), (6, 3, 3)), atol=1e-5)
+  return np.asarray(jax.device_get(errors))
+
+
+def test_reorthonormalisation_removes_the_drift_of_the_geodesic_step():
+  # Without it, the geodesic step's rounding error grows once it starts (at this
+  # step size, past 1e-4 within ~25 steps and to ~0.8: measured); with the
+  # default (every 5 steps) every one of the 1,000 steps stays orthonormal.
+  drift = orthonormality_errors(riemannian.grassmann_sgd(0.2, momentum=0.9, reorth_every=10**9))
+  kept = orthonormality_errors(riemannian.grassmann_sgd(0.2, momentum=0.9))
+  assert drift.max() > 0.1
+  assert kept.max() < 2e-5  # Measured 1.04e-5.
+
+
+@pytest.mark.parametrize("retraction", ["qr", "polar"])
+def test_qr_and_polar_retractions_stay_orthonormal_without_reorthonormalisation(retraction):
+  tx = riemannian.grassmann_sgd(0.2, momentum=0.9, reorth_every=10**9, retraction=retraction)
+  assert orthonormality_errors(tx).max() < 1e-5
 
 
 def test_one_step_moves_lr_times_the_riemannian_gradient_norm():
