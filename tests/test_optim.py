@@ -69,20 +69,18 @@ class _Linear(nn.Module):
     return nn.Dense(3)(x.reshape(x.shape[0], -1)), {}
 
 
-class _Task:
-  def loss(self, logits, aux, batch):
-    loss = jnp.mean(optax.softmax_cross_entropy(logits, batch["labels"]))
-    return loss, {"loss": loss}
-
-
 def test_accumulation_matches_full_batch():
-  model, task = _Linear(), _Task()
+  """Micro-batches with different numbers of real examples: the loss is still
+  the mean over the whole batch's real examples."""
+  from vision_jax.tasks.classification import ClassificationTask  # pylint: disable=import-outside-toplevel
+  model, task = _Linear(), ClassificationTask()
   tx = optax.sgd(0.1)
   init = steps.make_init(model, tx, (2, 2, 1), seed=0)
   rng = np.random.default_rng(0)
+  mask = jnp.asarray([1, 0, 1, 1, 0, 1, 1, 1], jnp.float32)  # Micro-batch i: rows i and i + 4.
   batch = {"image": jnp.asarray(rng.normal(size=(8, 2, 2, 1)), jnp.float32),
            "labels": jax.nn.one_hot(rng.integers(0, 3, 8), 3),
-           "mask": jnp.ones(8), "skipped": jnp.zeros(8, jnp.int32)}
+           "mask": mask, "skipped": jnp.zeros(8, jnp.int32)}
   sched = optax.constant_schedule(0.1)
   full, m1 = jax.jit(steps.make_train_step(model, task, tx, sched, 1))(init(), batch)
   accum, m2 = jax.jit(steps.make_train_step(model, task, tx, sched, 4))(init(), batch)
