@@ -8,8 +8,7 @@ its valid ("inside") anchors:
   2. anchors with 0 <= max_g O[g, a] < neg_iou_thr become negative;
   3. anchors with max_g O[g, a] >= pos_iou_thr take argmax_g (first max on ties);
   4. (match_low_quality) for g = 0, 1, ... in order, if max_a O[g, a] >=
-     min_pos_iou, every anchor with O[g, a] == max_a O[g, a] (here: equal up
-     to `TIE_TOLERANCE`, so jit and eager agree; all of them when
+     min_pos_iou, every anchor with O[g, a] == max_a O[g, a] (all of them when
      gt_max_assign_all, else the first) is assigned to g, overwriting steps 2-3
      and earlier g's: the *last* such g wins.
 With no valid GT every valid anchor is negative. Step 4 is vectorised here as
@@ -32,8 +31,6 @@ from vision_jax.ops import boxes as box_ops
 
 NEGATIVE = -1
 IGNORE = -2
-# Relative difference (~8 float32 ulps) below which two IoUs of one GT are a tie.
-TIE_TOLERANCE = 1e-6
 
 
 def assign_wrt_overlaps(overlaps: jnp.ndarray, gt_valid: jnp.ndarray,
@@ -67,10 +64,7 @@ def assign_wrt_overlaps(overlaps: jnp.ndarray, gt_valid: jnp.ndarray,
     gt_max = per_gt.max(axis=1)
     take = gt_valid & (gt_max >= min_pos_iou)
     if gt_max_assign_all:
-      # mmdet's `==` ties, up to float32 rounding: anchors in the same geometric
-      # relation to the GT (equal IoU in exact arithmetic) can differ in the last
-      # bits once XLA fuses the IoU arithmetic differently in two programs.
-      hit = per_gt >= gt_max[:, None] - TIE_TOLERANCE * jnp.abs(gt_max[:, None])
+      hit = per_gt == gt_max[:, None]
     else:
       first = jnp.argmax(per_gt, axis=1)
       hit = jnp.arange(num_anchors)[None, :] == first[:, None]

@@ -7,6 +7,7 @@ sides clamped at 0. All functions broadcast over leading dims and trace under
 jit/vmap.
 """
 import jax.numpy as jnp
+from jax import lax
 
 
 def box_area(boxes: jnp.ndarray) -> jnp.ndarray:
@@ -22,14 +23,31 @@ def intersection(boxes1: jnp.ndarray, boxes2: jnp.ndarray) -> jnp.ndarray:
   return wh[..., 0] * wh[..., 1]
 
 
+def _rounded(x: jnp.ndarray, probe: jnp.ndarray) -> jnp.ndarray:
+  """`x` as stored float32 values, so that a compiler cannot fuse the products
+  that made it into a later add (a fused multiply-add rounds once, not twice).
+
+  Its bits pass through an AND with a mask the compiler cannot prove is all
+  ones (it is, unless `probe` holds a NaN: then the last mantissa bit is cleared)."""
+  mask = ~jnp.isnan(probe).any().astype(jnp.int32)
+  return lax.bitcast_convert_type(lax.bitcast_convert_type(x, jnp.int32) & mask, jnp.float32)
+
+
 def pairwise_iou(boxes1: jnp.ndarray, boxes2: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
   """IoU matrix [..., N, M] of boxes1 [..., N, 4] against boxes2 [..., M, 4].
 
   mmdet `BboxOverlaps2D` (mode "iou", is_aligned False): the union is clamped
   from below by `eps`, so degenerate pairs give IoU 0, never NaN.
+
+  Float32 values equal mmdet's bit for bit, in every compiled program: each
+  product is rounded before it is added, as when every torch op is its own
+  kernel. Left to itself XLA fuses `area1 + area2 - w * h` into multiply-adds
+  where it sees fit, so equal IoUs (the assigner's `==` ties) would depend on
+  how the step was compiled (batch size, gradient accumulation, eager or jit).
   """
-  inter = intersection(boxes1, boxes2)
-  union = box_area(boxes1)[..., :, None] + box_area(boxes2)[..., None, :] - inter
+  inter = _rounded(intersection(boxes1, boxes2), boxes1)
+  union = (_rounded(box_area(boxes1), boxes1)[..., :, None]
+           + _rounded(box_area(boxes2), boxes1)[..., None, :] - inter)
   return inter / jnp.maximum(union, eps)
 
 
