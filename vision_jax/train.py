@@ -125,8 +125,13 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None = None,
     train_data = pipeline.TrainData(data_spec(
         config, config.data.train_split, config.data.pp_train, config.data.batch_size,
         "data.pp_train", drop_empty=config.data.train_drop_empty))
-  evaluators = _evaluators(config, mesh, model, task, workdir)
-  templates = {name: evaluator.check() for name, evaluator in evaluators.items()}
+  try:
+    evaluators = _evaluators(config, mesh, model, task, workdir)
+    templates = {name: evaluator.check() for name, evaluator in evaluators.items()}
+  except Exception:
+    if train_data is not None:
+      train_data.close()
+    raise
   if train_data is not None:
     per_epoch, image_shape = train_data.steps_per_epoch, train_data.template[steps.IMAGE].shape
   elif templates:
