@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from vision_jax.data import coco, pipeline, sources
+from vision_jax.data import coco, ground_truth, pipeline, sources
 
 CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}, {"id": 90, "name": "toothbrush"}]
 IMAGES = [  # id, file, (height, width); 9 is corrupt, 15 is missing, 13 has no annotation.
@@ -107,10 +107,10 @@ def test_missing_folder_split_names_the_expected_path(coco_dir):
 
 
 def test_folder_ground_truth_is_the_json(coco_dir):
-  gt, ids, names = coco.ground_truth("coco_folder", "val2017", str(coco_dir))
+  gt, ids, names = ground_truth.load("coco_folder", "val2017", str(coco_dir))
   assert gt == json.loads((coco_dir / "annotations" / "instances_val2017.json").read_text())
   assert ids == [3, 18, 90] and names == ["car", "dog", "toothbrush"]
-  part, _, _ = coco.ground_truth("coco_folder", "val2017[3:]", str(coco_dir))
+  part, _, _ = ground_truth.load("coco_folder", "val2017[3:]", str(coco_dir))
   assert [im["id"] for im in part["images"]] == [15, 42]
   assert sorted(a["id"] for a in part["annotations"]) == [1, 2, 3, 10, 12]
 
@@ -213,8 +213,8 @@ def _check_coco_ground_truth(gt, ids, names):
 
 
 def test_tfds_coco_ground_truth_from_prepared_files(tfds_dir):
-  coco._tfds_ground_truth.cache_clear()
-  _check_coco_ground_truth(*coco.ground_truth("coco/2017", "validation", tfds_dir))
+  ground_truth._from_tfds.cache_clear()
+  _check_coco_ground_truth(*ground_truth.load("coco/2017", "validation", tfds_dir))
   spec = pipeline.DataSpec(name="coco/2017", split="validation", pp=EVAL_PP, global_batch=4,
                            data_dir=tfds_dir)
   n, batches = pipeline.eval_batches(spec)
@@ -241,11 +241,11 @@ def test_tfds_coco_ground_truth_under_mock_data(tfds_dir):
     source.dataset_info = builder.info
     return source
 
-  coco._tfds_ground_truth.cache_clear()
+  ground_truth._from_tfds.cache_clear()
   with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_FILES, data_dir=tfds_dir,
                               as_data_source_fn=as_data_source):
-    _check_coco_ground_truth(*coco.ground_truth("coco/2017", "validation", "/elsewhere"))
-  coco._tfds_ground_truth.cache_clear()
+    _check_coco_ground_truth(*ground_truth.load("coco/2017", "validation", "/elsewhere"))
+  ground_truth._from_tfds.cache_clear()
 
 
 def test_tfds_coco_without_files_says_how_to_prepare(tmp_path):

@@ -181,3 +181,8 @@ def test_classification_accuracy_counts_unreadable_records_as_errors(list_source
   assert metrics == {"top1_accuracy": 38 / 40, "skipped_examples": 2.0}
   transfer = LinearTransferEvaluator(oracle, data=_spec(16, split="test"), fit_split="train").run({})
   assert transfer["top1_accuracy"] == 38 / 40 and transfer["skipped_examples"] == 4.0
+
+
+def test_drop_empty_on_a_dataset_without_objects_is_an_error_naming_it():
+  with pytest.raises(ValueError, match="drop_empty needs detection records with an 'objects'"):
+    sources.open_source("sklearn_digits", "test", None, ("image",), drop_empty=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision_jax.data import coco, pipeline, shapes, sources
+from vision_jax.data import ground_truth, pipeline, shapes, sources
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_open_source_prepares_once_and_reads_like_coco(tmp_path, small_splits):
   record = source[0]
   _, objects = shapes.render("val", 0)
   assert record["objects"]["label"].tolist() == [o["category"] for o in objects]
-  gt, ids, names = coco.ground_truth("shapes_demo", "val", str(tmp_path))
+  gt, ids, names = ground_truth.load("shapes_demo", "val", str(tmp_path))
   assert len(gt["images"]) == 6 and ids == [1, 2, 3, 4, 5, 6] and names == list(shapes.CLASSES)
   assert [p for p in os.listdir(root.parent) if p != shapes.VERSION] == []  # No temp dirs left.
   spec = pipeline.DataSpec(name="shapes_demo", split="train", global_batch=4, data_dir=str(tmp_path),

@@ -22,9 +22,9 @@ the `coco_objects` op drops all of these and counts them in
 found is logged and kept in `CocoFolder.report`. (TFDS stores area as int64;
 folders keep the json's float area.)
 
-`ground_truth` gives the COCO ground-truth dict of any detection split:
-the instances json as is for folders, or one rebuilt from the records of a
-TFDS split (pixel xywh boxes, original category ids).
+`folder_ground_truth` gives a folder split's instances json as is,
+`records_ground_truth` one rebuilt from records in the TFDS layout (pixel
+xywh boxes, original category ids); `ground_truth.load` picks between them.
 """
 import functools
 import io
@@ -36,7 +36,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from vision_jax.data import sources
+from vision_jax.errors import DataMissingError
 
 # COCO's 80 detection category ids (of 1..90) and names, in contiguous-label order.
 COCO_CATEGORY_IDS = tuple(i for i in range(1, 91)
@@ -92,7 +92,7 @@ def select_images(instances: dict, portion: slice, drop_empty: bool = False) -> 
 def read_instances(root: str, split: str) -> dict:
   path = annotation_path(root, split)
   if not os.path.isfile(path):
-    raise sources.DataMissingError(
+    raise DataMissingError(
         f"COCO-format folder {root!r} has no split {split!r}: expected the annotations at "
         f"{path} and the images under {os.path.join(root, split)}/.")
   with open(path, "rb") as f:
@@ -281,28 +281,3 @@ def records_ground_truth(source, category_ids: list[int], class_names: list[str]
       ann["id"] = k
   return {"images": images, "annotations": annotations,
           "categories": [{"id": int(c), "name": str(n)} for c, n in zip(category_ids, class_names)]}
-
-
-@functools.lru_cache(maxsize=4)
-def _tfds_ground_truth(name: str, split: str, data_dir: str | None):
-  source = sources.open_source(name, split, data_dir, skip_decoding=("image",))
-  category_ids, class_names = tfds_categories(name, source)
-  return records_ground_truth(source, category_ids, class_names), category_ids, class_names
-
-
-def ground_truth(name: str, split: str, data_dir: str | None = None
-                 ) -> tuple[dict, list[int], list[str]]:
-  """(COCO ground-truth dict, original category id of each contiguous label,
-  class names) of a detection split: "coco_folder" (data_dir = root), an
-  embedded COCO-layout dataset ("shapes_demo") or a TFDS name ("coco/2017").
-
-  The dict (images with id/width/height/file_name, annotations with pixel xywh
-  bbox/area/iscrowd, categories with their original ids) is cached per split
-  and shared between callers: treat it as read-only. From TFDS records, areas
-  are TFDS's int64 (truncated) segment areas and image sizes come from the
-  image headers.
-  """
-  root = sources.coco_root(name, data_dir)
-  if root is not None:
-    return folder_ground_truth(root, split)
-  return _tfds_ground_truth(name, split, data_dir)

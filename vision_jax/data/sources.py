@@ -10,13 +10,11 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from vision_jax import metrics, registry
+from vision_jax.data import coco
+from vision_jax.errors import DataMissingError  # pylint: disable=unused-import  # Raised from here.
 
 
 COCO_FOLDER = "coco_folder"
-
-
-class DataMissingError(FileNotFoundError):
-  """A named dataset is not prepared where it was looked for."""
 
 
 def _prepare_help(name: str, data_dir: str | None) -> str:
@@ -86,7 +84,6 @@ def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *
   """
   root = coco_root(name, data_dir)
   if root is not None:
-    from vision_jax.data import coco  # pylint: disable=import-outside-toplevel
     return coco.CocoFolder(root, split, decode_image="image" not in skip_decoding,
                            drop_empty=drop_empty)
   decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding}

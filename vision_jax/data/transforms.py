@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from vision_jax import registry
+from vision_jax.errors import ConfigError
 
 Example = dict
 Op = Callable[[Example, np.random.Generator], Example]
@@ -181,7 +182,6 @@ def keep(*keys: str) -> Op:
 
 
 def _literal(node: ast.AST, where: str):
-  from vision_jax.config import ConfigError
   try:
     return ast.literal_eval(node)
   except ValueError:
@@ -190,7 +190,6 @@ def _literal(node: ast.AST, where: str):
 
 def parse(spec: str, where: str = "pp") -> list[Op]:
   """Parses and binds a pp string; every error names the op and the key."""
-  from vision_jax.config import ConfigError
   ops = []
   for piece in filter(None, (p.strip() for p in spec.split("|"))):
     try:

@@ -29,7 +29,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from vision_jax import files as workdir_files
-from vision_jax.data import pipeline, sources
+from vision_jax.data import ground_truth, pipeline, sources
 from vision_jax.evaluators import pictures as pictures_lib
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -38,14 +38,13 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
 
 def load_ground_truth(spec: pipeline.DataSpec) -> tuple[dict, list[int], list[str]]:
   """(COCO ground-truth dict, original id of each contiguous class, class names)."""
-  from vision_jax.data import coco  # pylint: disable=import-outside-toplevel
-  gt, category_ids, class_names = coco.ground_truth(spec.name, spec.split, spec.data_dir)
+  gt, category_ids, class_names = ground_truth.load(spec.name, spec.split, spec.data_dir)
   return gt, [int(c) for c in category_ids], [str(n) for n in class_names]
 
 
 def ground_truth_file(spec: pipeline.DataSpec) -> str | None:
   """The instances json a COCO-layout folder's ground truth is (unchanged), if any:
-  `ground_truth` returns a whole split's json as is, a sliced split's rebuilt."""
+  `ground_truth.load` returns a whole split's json as is, a sliced split's rebuilt."""
   root = sources.coco_root(spec.name, spec.data_dir)
   if root is None or "[" in spec.split:
     return None
