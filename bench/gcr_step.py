@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import optax
 
 from vision_jax import config as config_lib, steps
-from vision_jax.models import gcr, resnet
+from vision_jax.models import gcr
+from vision_jax.models.backbones import resnet
 from vision_jax.optim import builder, riemannian
-from vision_jax.tasks.classification import ClassificationTask
+from vision_jax.tasks.classification.task import ClassificationTask
 
 
 def make_step(head: str, batch: int, size: int, classes: int, k: int):
@@ -36,10 +37,13 @@ def make_step(head: str, batch: int, size: int, classes: int, k: int):
   opt.weight_decay = 1e-4
   opt.weight_decay_exclude = None
   schedule = optax.constant_schedule(0.1)
-  init = steps.make_init(model, optax.identity(), (size, size, 3), seed=0)
+  if head == "gcr":  # The class subspaces by Riemannian SGD, as configs/gcr/imagenet.py.
+    opt.groups = ((r".*subspaces$", {"name": "grassmann_sgd", "reorth_every": 5}),)
+  inputs = (jax.ShapeDtypeStruct((size, size, 3), jnp.float32),)
+  init = steps.make_init(model, optax.identity(), inputs, seed=0)
   params = jax.eval_shape(init)["params"]
   tx = builder.make_optimizer(opt, schedule, params)
-  state = jax.jit(steps.make_init(model, tx, (size, size, 3), seed=0))()
+  state = jax.jit(steps.make_init(model, tx, inputs, seed=0))()
   images = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, 3))
   data = {"image": images, "labels": jax.nn.one_hot(jnp.arange(batch) % classes, classes),
           "mask": jnp.ones(batch), "skipped": jnp.zeros(batch, jnp.int32)}

@@ -49,11 +49,12 @@ import numpy as np
 
 from vision_jax import config as config_lib
 from vision_jax import steps
-from vision_jax.models import pvt
+from vision_jax.batch import IMAGE
+from vision_jax.models.backbones import pvt
 from vision_jax.models.retinanet import RetinaNet
 from vision_jax.optim import builder
-from vision_jax.tasks.classification import ClassificationTask
-from vision_jax.tasks.detection import DetectionTask
+from vision_jax.tasks.classification.task import ClassificationTask
+from vision_jax.tasks.detection.task import DetectionTask
 
 CORES = len(os.sched_getaffinity(0))  # Honours `taskset` (so do XLA's thread pools).
 BUSY_SHARE = 0.8  # Below this median CPU share, other processes distorted the timings.
@@ -121,13 +122,14 @@ class JaxStep:
   """A vision_jax model + task trained by `steps.make_train_step` on one fixed batch."""
 
   def __init__(self, model, task, batch: dict, lr: float, weight_decay: float, seed: int):
-    image_shape = batch[steps.IMAGE].shape[1:]
+    image_shape = batch[IMAGE].shape[1:]
     param_shapes = jax.eval_shape(lambda: model.init(
         jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)["params"])
     tx, schedule = adamw(param_shapes, lr, weight_decay)
-    self.state = jax.jit(steps.make_init(model, tx, image_shape, seed))()
+    inputs = (jax.ShapeDtypeStruct(image_shape, jnp.float32),)
+    self.state = jax.jit(steps.make_init(model, tx, inputs, seed))()
     self.batch = jax.device_put(batch)
-    self.images = len(batch[steps.IMAGE])
+    self.images = len(batch[IMAGE])
     self.params = sum(x.size for x in jax.tree.leaves(self.state["params"]))
     start = time.perf_counter()
     jitted = jax.jit(steps.make_train_step(model, task, tx, schedule), donate_argnums=0)
@@ -138,7 +140,7 @@ class JaxStep:
 
     def forward_loss(state, batch):  # Train-mode forward and loss, no gradient.
       mutable = {"mutable": list(state["model_state"])} if state["model_state"] else {}
-      out = model.apply(steps.variables_of(state), batch[steps.IMAGE], train=True,
+      out = model.apply(steps.variables_of(state), batch[IMAGE], train=True,
                         rngs={"dropout": state["rng"]}, **mutable)
       outputs, aux = out[0] if mutable else out
       return task.loss(outputs, aux, batch)[0]

@@ -1,125 +1,16 @@
-r"""RetinaNet with a Pyramid Vision Transformer backbone on COCO: mmdetection
-2.13's `retinanet_pvt_{t,s,m,l}_fpn_1x_coco` (Wang et al., ICCV 2021, Table 3),
-and a download-free demo on the embedded `shapes_demo` dataset.
+r"""The main job: RetinaNet with a Pyramid Vision Transformer backbone on COCO.
+This file keeps the command users know; the experiment is
+configs/retinanet/coco.py (arguments, recipes and results: configs/retinanet/README.md).
 
-  # The demo (default): a half-width, one-block-per-stage PVT-Tiny from scratch, 192x192, 2 CPU cores.
-  python -m vision_jax.main --config=configs/pvt_coco.py
-  # COCO 1x recipe, ImageNet-initialised backbone:
-  python -m vision_jax.main --config=configs/pvt_coco.py:variant=small \
-      --config.data.data_dir=/data/tfds --config.init_from.path=/weights/pvt_small.pth \
-      --workdir=/runs/retinanet_pvt_s
-
-Arguments: variant = demo | tiny | small | medium | large; canvas = the demo's
-input side (a multiple of 32); coco = tfds (TFDS
-`coco/2017` prepared as ArrayRecord in data.data_dir) | folder (a COCO folder
-with annotations/instances_{train,val}2017.json in data.data_dir); batch =
-global batch size (16, as 8 GPUs x 2 images, for the recipe).
-
-The recipe: train images without annotations left out (mmdet's
-filter_empty_gt; evaluation keeps all), resize keeping aspect to 1333x800,
-flip 0.5, mmdet mean/std,
-AdamW lr 1e-4 wd 1e-4 (on every parameter), 12 epochs, x0.1 at epochs 8 and
-11, linear warmup over 500 iterations from 0.001 x lr. Images are padded to a
-fixed 1344x1344 canvas (portrait and landscape alike) so every step has one
-shape; mmdet pads each batch to its own size. `init_from` takes the official
-ImageNet checkpoints (.pth, as released with the paper) or a Hugging Face
-`PvtForImageClassification` (.safetensors) and loads the backbone only.
+  python -m vision_jax.main --config=configs/pvt_coco.py            # the embedded demo
+  python -m vision_jax.main --config=configs/pvt_coco.py:variant=small ...
 """
+import os
+
 from vision_jax import config as config_lib
 
-BACKBONES = {"tiny": "pvt_tiny", "small": "pvt_small", "medium": "pvt_medium",
-             "large": "pvt_large"}
-# Stochastic depth of the official detection backbones (detection/pvt.py):
-# 0.1 for Tiny/Small; Medium/Large keep the constructor default of 0.
-DETECTION_DROP_PATH = {"tiny": 0.1, "small": 0.1, "medium": 0.0, "large": 0.0}
-MEAN_RGB = (0.485, 0.456, 0.406)  # mmdet's (123.675, 116.28, 103.53) / 255.
-STD_RGB = (0.229, 0.224, 0.225)  # mmdet's (58.395, 57.12, 57.375) / 255.
-KEEP = "keep('image', 'boxes', 'classes', 'image/id', 'image/scale', 'image/size', " \
-       "'count/dropped_boxes', 'count/truncated_boxes')"
-# The demo: PVT-Tiny's structure (SR 8-4-2-1, MLP ratio 4) at half its widths and one block
-# per stage instead of two: 1.6x the steps per second, which is worth more than the depth here
-# (AP50 0.53 after 3,500 steps vs 0.41 after 2,500 steps of the two-block model).
-DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4), "depths": (1, 1, 1, 1),
-                 "mlp_ratios": (4, 4, 4, 4), "drop_path_rate": 0.0}
-DEMO_CANVAS = 192
-
-
-def _pp(resize: str, canvas: tuple[int, int], max_boxes: int, train: bool) -> str:
-  ops = ["decode(channels=3)", f"coco_objects(drop_crowd={train})", resize]
-  if train:
-    ops.append("flip_lr_boxes(0.5)")
-  ops += [f"normalize({MEAN_RGB}, {STD_RGB})", f"pad_to{canvas}", f"pad_boxes({max_boxes})", KEEP]
-  return "|".join(ops)
-
-
-def _coco_data(c, source: str) -> None:
-  if source == "tfds":
-    c.data.name, c.data.train_split, c.data.eval_split = "coco/2017", "train", "validation"
-  elif source == "folder":
-    c.data.name, c.data.train_split, c.data.eval_split = "coco_folder", "train2017", "val2017"
-  else:
-    raise config_lib.ConfigError(f"coco={source!r}: choose 'tfds' or 'folder'.")
+FAMILY_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retinanet", "coco.py")
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, variant="demo", canvas=DEMO_CANVAS, coco="tfds", batch=16)
-  if arg.variant != "demo" and arg.variant not in BACKBONES:
-    raise config_lib.ConfigError(f"variant={arg.variant!r}: choose 'demo' or one of "
-                                 f"{sorted(BACKBONES)}.")
-  demo = arg.variant == "demo"
-  if arg.canvas % 32:
-    raise config_lib.ConfigError(f"canvas={arg.canvas}: must be a multiple of 32.")
-  c = config_lib.base_config()
-  c.task.name = "detection"
-  c.model.name = "retinanet"
-  c.optimizer.name = "adamw"
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_exclude = ""  # mmdet 2.13 decays every parameter.
-  c.schedule.name = "step"
-  c.schedule.decay_factor = 0.1
-  c.schedule.warmup_start_factor = 0.001
-  c.evaluators = {"coco": {"kind": "coco", "num_pictures": 8}}
-  c.data.train_drop_empty = True  # mmdet's filter_empty_gt: train on annotated images only.
-
-  if demo:
-    c.data.name, c.data.train_split, c.data.eval_split = "shapes_demo", "train", "val"
-    canvas, classes, max_boxes = (arg.canvas, arg.canvas), 6, 16
-    resize = f"resize_keep_ratio({arg.canvas}, {arg.canvas})"
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 40
-    c.model.backbone = "pvt_tiny"
-    c.model.backbone_args = dict(DEMO_BACKBONE)
-    c.model.fpn_features = 64
-    c.model.head_features = 64
-    c.model.head_init_std = 0.02  # mmdet's 0.01 x sqrt(256 / 64): same signal as 256 wide.
-    c.task.octave_base_scale = 2.0  # Anchors of 16-406 px for objects of 5-190 px.
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.grad_clip_norm = 1.0
-    c.schedule.warmup_steps = 100
-    c.schedule.boundaries = (8 / 12, 11 / 12)
-    c.total_epochs = 13.0  # 3,250 steps.
-    c.log_every_steps = 50
-    c.checkpoint_every_steps = 250
-  else:
-    _coco_data(c, arg.coco)
-    canvas, classes, max_boxes = (1344, 1344), 80, 100
-    resize = "resize_keep_ratio(800, 1333)"
-    c.data.batch_size = arg.batch
-    c.data.eval_batch_size = 16
-    c.data.num_workers = 8
-    c.model.backbone = BACKBONES[arg.variant]
-    c.model.backbone_args = {"drop_path_rate": DETECTION_DROP_PATH[arg.variant]}
-    c.optimizer.learning_rate = 1e-4 * arg.batch / 16
-    c.schedule.warmup_steps = 500
-    c.schedule.boundaries = (8 / 12, 11 / 12)
-    c.total_epochs = 12.0
-    c.log_every_steps = 50
-    c.eval_every_steps = None  # Evaluate at the end (mmdet: every epoch).
-    c.checkpoint_every_steps = 2000
-    c.init_from.subtree = "params"
-    c.init_from.target = "params/backbone"
-  c.data.pp_train = _pp(resize, canvas, max_boxes, train=True)
-  c.data.pp_eval = _pp(resize, canvas, max_boxes, train=False)
-  c.model.num_classes = classes
-  c.task.num_classes = classes
-  return c
+  return config_lib.load(FAMILY_CONFIG + (f":{arg}" if arg else ""))

@@ -3,7 +3,7 @@
 # collectives): the multi-host code path of a pod, on one machine, for testing.
 #
 #   bash launch/local_multiprocess.sh [--dry-run] N CONFIG[:ARGS] WORKDIR [--config.KEY=VALUE ...]
-#   bash launch/local_multiprocess.sh 2 configs/resnet_digits.py:demo /tmp/multi
+#   bash launch/local_multiprocess.sh 2 configs/resnet/digits.py:demo /tmp/multi
 #
 # Each process gets DEVICES_PER_PROCESS (default 2) fake CPU devices and logs to
 # WORKDIR.process<I>.log; the coordinator listens on PORT (default: a free one).

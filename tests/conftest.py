@@ -8,3 +8,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+# Tests import shared fixtures of other test files by module name (tiny_config,
+# test_train, ...) and experiment files as `configs.<family>.<file>`: the
+# repository root and every test folder are importable.
+import sys  # pylint: disable=wrong-import-position
+
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+for _root, _dirs, _ in os.walk(_TESTS):
+  _dirs[:] = sorted(d for d in _dirs if not d.startswith((".", "_")))
+  sys.path.insert(0, _root)
+sys.path.insert(0, os.path.dirname(_TESTS))

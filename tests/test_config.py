@@ -112,9 +112,9 @@ def test_resolve_steps_from_epochs():
 def test_experiment_configs_validate():
   import pathlib
   root = pathlib.Path(__file__).parent.parent / "configs"
-  for name, args in (("resnet_digits", ["", "variant=r18d,demo", "variant=r50"]),
-                     ("resnet_imagenet", ["", "variant=r18,batch=256"]),
-                     ("gcr_imagenet", ["", "head=softmax", "k=16,variant=r50", "demo",
+  for name, args in (("resnet/digits", ["", "variant=r18d,demo", "variant=r50"]),
+                     ("resnet/imagenet", ["", "variant=r18,batch=256"]),
+                     ("gcr/imagenet", ["", "head=softmax", "k=16,variant=r50", "demo",
                                        "demo,head=softmax", "transfer=cifar100,"
                                        "transfer_classes=100"])):
     for arg in args:
@@ -128,5 +128,7 @@ def test_experiment_configs_validate():
 def test_default_workdir_names_the_config_and_its_arguments():
   from vision_jax import main  # pylint: disable=import-outside-toplevel
   assert main.default_workdir("configs/pvt_coco.py") == "workdirs/pvt_coco"
+  assert main.default_workdir("configs/gcr/imagenet.py:demo") == "workdirs/gcr_imagenet_demo"
+  assert main.default_workdir("/x/exp.py") == "workdirs/exp"
   assert main.default_workdir("configs/pvt_coco.py:variant=small,batch=8") == \
       "workdirs/pvt_coco_variant-small-batch-8"

@@ -40,11 +40,11 @@ def main_command(config, workdir, *flags, python="python3"):
 
 
 def test_local_multiprocess_dry_run():
-  lines = dry_run("local_multiprocess.sh", "2", "configs/resnet_digits.py:demo", "/tmp/multi/",
+  lines = dry_run("local_multiprocess.sh", "2", "configs/resnet/digits.py:demo", "/tmp/multi/",
                   ODD_FLAG, env={"PORT": "4321", "DEVICES_PER_PROCESS": "4"})
   assert lines == [
       ["env", "XLA_FLAGS=--xla_force_host_platform_device_count=4", "JAX_PLATFORMS=cpu",
-       *main_command("configs/resnet_digits.py:demo", "/tmp/multi",
+       *main_command("configs/resnet/digits.py:demo", "/tmp/multi",
                      "--config.distributed.coordinator_address=127.0.0.1:4321",
                      "--config.distributed.num_processes=2",
                      f"--config.distributed.process_id={i}", ODD_FLAG),
@@ -129,12 +129,12 @@ def test_two_local_processes_train_the_digits_demo_like_one(tmp_path):
   flags = ["--config.total_epochs=1", "--config.log_every_steps=1"]
   env = {**os.environ, "PYTHON": sys.executable, "PORT": str(_free_port())}
   multi = subprocess.run(["bash", str(LAUNCH / "local_multiprocess.sh"), "2",
-                          "configs/resnet_digits.py:demo", str(tmp_path / "multi"), *flags],
+                          "configs/resnet/digits.py:demo", str(tmp_path / "multi"), *flags],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
   logs = "".join(p.read_text() for p in sorted(tmp_path.glob("multi.process*.log")))
   assert multi.returncode == 0, logs[-3000:]
   assert "mesh {'data': 4, 'fsdp': 1, 'model': 1}" in logs
-  single = subprocess.run([*main_command("configs/resnet_digits.py:demo", tmp_path / "single",
+  single = subprocess.run([*main_command("configs/resnet/digits.py:demo", tmp_path / "single",
                                          *flags, python=sys.executable)],
                           env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
                           cwd=ROOT, capture_output=True, text=True, timeout=900)

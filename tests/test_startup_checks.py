@@ -11,7 +11,6 @@ from vision_jax.data import coco, sources
 from test_coco_evaluator import write_coco_folder
 from tiny_config import tiny_config
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from configs import pvt_coco  # pylint: disable=wrong-import-position
 
 

@@ -183,7 +183,7 @@ def test_read_state_restores_without_orbax_item_metadata_warning(tmp_path, caplo
 
 
 def _digits_config(arg):
-  return config_lib.load(f"{ROOT / 'configs' / 'resnet_digits.py'}:{arg or ''}")
+  return config_lib.load(f"{ROOT / 'configs' / 'resnet' / 'digits.py'}:{arg or ''}")
 
 
 @pytest.mark.slow
@@ -217,3 +217,26 @@ def test_bfloat16_compute_dtype_reaches_the_model():
   import jax.numpy as jnp
   assert train.build_model(tiny_config(compute_dtype="bfloat16")).dtype == jnp.bfloat16
   assert train.build_model(tiny_config()).dtype == jnp.float32
+
+
+def test_family_default_rules_apply_when_the_config_leaves_partition_rules_alone():
+  """PVT's own Megatron-style rules (models/backbones/pvt.py), also inside a
+  RetinaNet, on a model axis of 2; no compute."""
+  from vision_jax.models import features, retinanet  # pylint: disable=import-outside-toplevel
+  s = train.setup(_pvt_digits(**{"mesh.data": -1, "mesh.model": 2}))
+  s.close()
+  specs = {sharding.path_name(p): x.spec
+           for p, x in jax.tree_util.tree_leaves_with_path(s.state_shardings)}
+  assert specs["params/block1_0/attn/kv/kernel"] == P(None, "model")
+  assert specs["params/block1_0/attn/proj/kernel"] == P("model", None)
+  assert specs["params/block2_0/mlp/fc2/kernel"] == P("model", None)
+  assert specs["opt_state/1/0/mu/block1_0/mlp/fc1/bias"] == P("model")  # Adam's moments too.
+  assert specs["params/block1_0/norm1/scale"] == specs["params/head/kernel"] == P()
+  assert features.partition_rules(retinanet.RetinaNet(backbone="pvt_small")) == \
+      features.partition_rules(s.model)
+  assert features.partition_rules(retinanet.RetinaNet(backbone="resnet50")) == (
+      (r".*/kernel", (..., "model")),)
+  custom = train.setup(_pvt_digits(**{"mesh.data": -1, "mesh.model": 2,
+                                      "partition_rules": ((".*", ()),) * 2}))
+  custom.close()
+  assert {x.spec for x in jax.tree.leaves(custom.state_shardings)} == {P()}

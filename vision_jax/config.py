@@ -6,6 +6,7 @@ value of the wrong type, an unknown component name or a bad constructor
 argument fails with a `ConfigError` naming the key and the nearest valid one.
 """
 import ast
+import dataclasses
 import importlib.util
 import inspect
 import os
@@ -15,14 +16,17 @@ from typing import Any, Callable
 import ml_collections
 from ml_collections import config_dict
 
-from vision_jax import registry, sharding
+from vision_jax import data, models, optim, registry, sharding, tasks
 from vision_jax.errors import ConfigError
 
 # Subtrees whose keys are constructor arguments of the component they name;
 # they are checked against that constructor's signature instead of the schema.
-OPEN_SUBTREES = ("model", "task", "evaluators")
-# Keys of an evaluator's subtree that choose its data (default: config.data's).
-EVALUATOR_DATA_KEYS = ("split", "pp", "batch_size")
+OPEN_SUBTREES = ("model", "task", "evaluators", "teachers")
+# Keys of an evaluator's subtree that choose its data (default: config.data's)
+# and the task's predict function it reads (default: the evaluator's PREDICT).
+EVALUATOR_DATA_KEYS = ("split", "pp", "batch_size", "predict")
+# Keys of a teacher's subtree: the model (name + constructor arguments) and its weights.
+TEACHER_KEYS = ("model", "model_args", "path")
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -98,7 +102,9 @@ def base_config() -> ml_collections.ConfigDict:
   # (None, "model"); `...` then entries for the trailing ones, e.g. (..., "model")
   # (the last dimension of any rank); or the name of one mesh axis, e.g. "fsdp":
   # the leaf's largest dimension that axis divides. A spec naming more
-  # dimensions than a leaf has is an error.
+  # dimensions than a leaf has is an error. Left at this default, the model
+  # families' own rules come first (tensor parallelism over "model": e.g. PVT's
+  # Megatron-style attention and MLP splits; models/backbones/<family>.py).
   c.partition_rules = ((".*", ()),)
 
   c.distributed = ml_collections.ConfigDict()
@@ -128,7 +134,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.train_drop_empty = False
 
   c.task = ml_collections.ConfigDict({"name": "classification"})
+  # Values task and model share (num_classes) are set here only.
   c.model = ml_collections.ConfigDict({"name": "resnet18"})
+  # name -> {model: a model name, model_args: its arguments, path: a checkpoint step
+  # directory or a weights file}: frozen models a task's loss may run (distillation).
+  c.teachers = ml_collections.ConfigDict()
   # name -> {kind: evaluator name, constructor arguments}; empty: task defaults.
   c.evaluators = ml_collections.ConfigDict()
 
@@ -143,15 +153,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 0.0
   # Parameters whose '/'-joined path matches are not decayed.
   c.optimizer.weight_decay_exclude = r".*(bias|scale)$"
-  c.optimizer.grad_clip_norm = config_dict.placeholder(float)
+  c.optimizer.grad_clip_norm = config_dict.placeholder(float)  # Of the whole gradient.
   c.optimizer.accum_steps = 1  # Micro-batches per step (gradient accumulation).
-  # Riemannian SGD for orthonormal [..., d, k] parameters (GCR class subspaces).
-  c.optimizer.grassmann = ml_collections.ConfigDict()
-  c.optimizer.grassmann.params = r".*subspaces$"  # Regex over '/'-joined parameter paths.
-  c.optimizer.grassmann.lr_factor = 1.0  # Their lr = schedule lr * lr_factor.
-  c.optimizer.grassmann.momentum = 0.9
-  c.optimizer.grassmann.reorth_every = 5  # Steps between QR re-orthonormalisations.
-  c.optimizer.grassmann.retraction = "geodesic"  # geodesic | qr | polar
+  # (regex over '/'-joined parameter paths, {"name": optimizer, "lr_factor": x, its
+  # arguments}); first match wins; the rest use the optimizer above. E.g.
+  # (r".*subspaces$", {"name": "grassmann_sgd"}), (r"backbone/stem_.*", {"name": "frozen"}).
+  c.optimizer.groups = ()
+  # ({"name": transform, its arguments}, ...): each wraps the optimizer so far, in order.
+  c.optimizer.transforms = ()
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "cosine"
@@ -239,16 +248,46 @@ def resolve_steps(node, name: str, steps_per_epoch: int) -> int | None:
   return None
 
 
+def _check_path_rule(rule, where: str, what: str) -> None:
+  """A (regex over '/'-joined paths, `what`) pair with a regex that compiles."""
+  if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[0], str)):
+    raise ConfigError(f"{where}: expected (regex, {what}).")
+  try:
+    re.compile(rule[0])
+  except re.error as e:
+    raise ConfigError(f"{where}: bad regex ({e}).") from None
+
+
+def spec_dict(spec) -> Any:
+  """A {name, arguments} entry as a plain dict."""
+  return spec.to_dict() if isinstance(spec, ml_collections.ConfigDict) else spec
+
+
+def _check_spec(spec, where: str, table, skip=(), extra=()) -> None:
+  """A {"name": ..., arguments} entry: a known name, arguments its factory takes."""
+  spec = spec_dict(spec)
+  if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+    raise ConfigError(f"'{where}': expected a dict with a 'name', got {spec!r}.")
+  factory = _lookup(table, spec["name"], f"{where}.name")
+  check_arguments(factory, {k: v for k, v in spec.items() if k != "name"}, where, skip, extra)
+
+
+def check_optimizer(opt_cfg) -> None:
+  """`optimizer.groups` and `optimizer.transforms`, before any compute."""
+  for i, group in enumerate(opt_cfg.groups):
+    where = f"optimizer.groups[{i}]"
+    _check_path_rule(group, f"'{where}' = {group!r}", "optimizer spec")
+    _check_spec(group[1], where, optim.OPTIMIZERS, skip=("learning_rate", "decay_mask"),
+                extra=("lr_factor",))
+  for i, spec in enumerate(opt_cfg.transforms):
+    _check_spec(spec, f"optimizer.transforms[{i}]", optim.TRANSFORMS, skip=("inner",))
+
+
 def _check_partition_rules(rules, axes: tuple[str, ...]) -> None:
   """Each rule is (regex, spec) with spec a tuple of mesh axes/None or one axis name."""
   for i, rule in enumerate(rules):
     where = f"'partition_rules[{i}]' = {rule!r}"
-    if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[0], str)):
-      raise ConfigError(f"{where}: expected (regex, spec).")
-    try:
-      re.compile(rule[0])
-    except re.error as e:
-      raise ConfigError(f"{where}: bad regex ({e}).") from None
+    _check_path_rule(rule, where, "spec")
     spec = rule[1]
     entries = [spec] if isinstance(spec, str) else list(spec) if isinstance(spec, (tuple, list)) else None
     if entries is None:
@@ -264,6 +303,61 @@ def _check_partition_rules(rules, axes: tuple[str, ...]) -> None:
                             f"Axes: {', '.join(axes)}.")
 
 
+def _lookup(table, name, key: str):
+  try:
+    return table.get(name)
+  except KeyError as e:
+    raise ConfigError(f"Config key {key!r}: {e.args[0]}") from None
+
+
+def check_model(name: str, kwargs: dict, path: str) -> None:
+  """A model name and its arguments; for an assembled model also each part's
+  name (`<part>`) and arguments (`<part>_args`), recursively."""
+  from vision_jax.models import features  # pylint: disable=import-outside-toplevel
+  ctor = _lookup(models.MODELS, name, f"{path}.name" if path == "model" else path)
+  check_arguments(ctor, kwargs, path if path == "model" else f"{path}_args")
+  for part in features.submodels(ctor):
+    field = next(f for f in dataclasses.fields(getattr(ctor, "func", ctor)) if f.name == part)
+    part_name = kwargs.get(part, getattr(ctor, "keywords", {}).get(part, field.default))
+    part_path = f"{path}.{part}" if path == "model" else f"{path}_args.{part}"
+    check_model(part_name, dict(kwargs.get(f"{part}_args") or {}), part_path)
+
+
+def _check_task(config) -> None:
+  ctor = _lookup(tasks.TASKS, config.task.get("name"), "task.name")
+  kwargs = component_kwargs(config.task)
+  for key in ctor.SHARED_WITH_MODEL:
+    if key in kwargs:
+      raise ConfigError(f"'task.{key}' is taken from 'model.{key}': set it there only.")
+  check_arguments(ctor, kwargs, "task")
+
+
+def _check_evaluators(config) -> None:
+  from vision_jax.data import transforms  # pylint: disable=import-outside-toplevel
+  for name, node in config.evaluators.items():
+    path = f"evaluators.{name}"
+    if "kind" not in node:
+      raise ConfigError(f"Config key '{path}.kind' is missing: name an evaluator "
+                        f"({', '.join(tasks.EVALUATORS.names())}).")
+    ctor = _lookup(tasks.EVALUATORS, node.kind, f"{path}.kind")
+    check_arguments(ctor, component_kwargs(node, drop=("kind",)), path,
+                    skip=("predict_fn", "data", "workdir"), extra=EVALUATOR_DATA_KEYS)
+    if node.get("pp"):
+      transforms.parse(node.pp, where=f"{path}.pp")
+
+
+def _check_teachers(config) -> None:
+  for name, node in config.teachers.items():
+    path = f"teachers.{name}"
+    for key in node:
+      if key not in TEACHER_KEYS:
+        raise ConfigError(f"Unknown config key '{path}.{key}'.{registry.nearest(key, TEACHER_KEYS)} "
+                          f"Valid: {', '.join(TEACHER_KEYS)}.")
+    if not isinstance(node.get("path"), str):
+      raise ConfigError(f"'{path}.path' must name a checkpoint step directory or a weights file.")
+    check_model(node.get("model"), dict(node.get("model_args") or {}), f"{path}.model")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for anything in `config` that cannot run."""
   from vision_jax.data import transforms  # Light: numpy and PIL only.
@@ -276,39 +370,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.batch_size % config.optimizer.accum_steps:
     raise ConfigError(f"'data.batch_size' ({config.data.batch_size}) must be divisible by "
                       f"'optimizer.accum_steps' ({config.optimizer.accum_steps}).")
-  for table, node, path in ((registry.MODELS, config.model, "model"),
-                            (registry.TASKS, config.task, "task")):
-    try:
-      ctor = table.get(node.get("name"))
-    except KeyError as e:
-      raise ConfigError(f"Config key '{path}.name': {e.args[0]}") from None
-    check_arguments(ctor, component_kwargs(node), path)
-  for table, path in ((registry.OPTIMIZERS, "optimizer"), (registry.SCHEDULES, "schedule")):
+  check_model(config.model.get("name"), component_kwargs(config.model), "model")
+  _check_task(config)
+  for table, path in ((optim.OPTIMIZERS, "optimizer"), (optim.SCHEDULES, "schedule")):
     if config[path].name not in table:
       raise ConfigError(f"Config key '{path}.name': unknown {table.kind} {config[path].name!r}."
                         f"{registry.nearest(config[path].name, table.names())}")
-  for name, node in config.evaluators.items():
-    path = f"evaluators.{name}"
-    if "kind" not in node:
-      raise ConfigError(f"Config key '{path}.kind' is missing: name an evaluator "
-                        f"({', '.join(registry.EVALUATORS.names())}).")
-    try:
-      ctor = registry.EVALUATORS.get(node.kind)
-    except KeyError as e:
-      raise ConfigError(f"Config key '{path}.kind': {e.args[0]}") from None
-    check_arguments(ctor, component_kwargs(node, drop=("kind",)), path,
-                    skip=("predict_fn", "data", "workdir"), extra=EVALUATOR_DATA_KEYS)
-    if node.get("pp"):
-      transforms.parse(node.pp, where=f"{path}.pp")
+  check_optimizer(config.optimizer)
+  _check_evaluators(config)
+  _check_teachers(config)
   for key in ("pp_train", "pp_eval"):
     transforms.parse(config.data[key], where=f"data.{key}")
-  from vision_jax.geometry import grassmann
-  g = config.optimizer.grassmann
-  if g.retraction not in grassmann.RETRACTIONS:
-    raise ConfigError(f"'optimizer.grassmann.retraction' = {g.retraction!r}: choose one of "
-                      f"{sorted(grassmann.RETRACTIONS)}.{registry.nearest(g.retraction, grassmann.RETRACTIONS)}")
-  if g.reorth_every < 1:
-    raise ConfigError(f"'optimizer.grassmann.reorth_every' must be >= 1, got {g.reorth_every}.")
   _check_partition_rules(config.partition_rules, tuple(config.mesh.keys()))
   ids = config.distributed.local_device_ids
   if ids is not None and not re.fullmatch(r"\d+(,\d+)*", ids):

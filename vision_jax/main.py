@@ -23,9 +23,12 @@ flags.mark_flags_as_required(["config"])
 
 def default_workdir(config_arg: str) -> str:
   """workdirs/pvt_coco for 'configs/pvt_coco.py', workdirs/pvt_coco_variant-small for
-  'configs/pvt_coco.py:variant=small'."""
+  'configs/pvt_coco.py:variant=small', workdirs/gcr_imagenet for
+  'configs/gcr/imagenet.py' (the path below configs/, joined by '_')."""
   path, _, args = config_arg.partition(":")
-  name = os.path.splitext(os.path.basename(path))[0]
+  parts = os.path.normpath(os.path.splitext(path)[0]).split(os.sep)
+  below = parts[len(parts) - parts[::-1].index("configs"):] if "configs" in parts else parts[-1:]
+  name = "_".join(below)
   if args:
     name += "_" + re.sub(r"[^A-Za-z0-9.]+", "-", args).strip("-")
   return os.path.join("workdirs", name)

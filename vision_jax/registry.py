@@ -1,9 +1,11 @@
-"""Name -> component lookup, imported lazily.
+"""Name -> component lookup, imported lazily: the machinery.
 
-Every component a config names by string (models, tasks, evaluators, datasets,
-preprocessing ops) resolves through one of the read-only tables below, so a
-config can be validated without importing heavy modules, and an unknown name
-fails with the nearest valid one.
+Every component a config names by string resolves through a read-only table
+declared by the package that holds the code (`vision_jax.models.MODELS`,
+`vision_jax.tasks.TASKS` / `EVALUATORS` / `PP_OPS`, `vision_jax.optim.
+OPTIMIZERS` / `SCHEDULES` / `TRANSFORMS`, `vision_jax.data.PP_OPS` /
+`EMBEDDED_DATASETS`), so a config is validated without importing heavy
+modules, and an unknown name fails with the nearest valid one.
 """
 import difflib
 import importlib
@@ -39,73 +41,21 @@ class Registry:
     return getattr(importlib.import_module(module_name), attr)
 
 
-MODELS = Registry("model", {
-    "resnet18": "vision_jax.models.resnet:resnet18",
-    "resnet34": "vision_jax.models.resnet:resnet34",
-    "resnet50": "vision_jax.models.resnet:resnet50",
-    "resnet101": "vision_jax.models.resnet:resnet101",
-    "resnet18d": "vision_jax.models.resnet:resnet18d",
-    "resnet50d": "vision_jax.models.resnet:resnet50d",
-    "pvt_tiny": "vision_jax.models.pvt:pvt_tiny",
-    "pvt_small": "vision_jax.models.pvt:pvt_small",
-    "pvt_medium": "vision_jax.models.pvt:pvt_medium",
-    "pvt_large": "vision_jax.models.pvt:pvt_large",
-    "retinanet": "vision_jax.models.retinanet:RetinaNet",
-    "hyperbolic_resnet20": "vision_jax.models.poincare_resnet:hyperbolic_resnet20",
-    "hyperbolic_resnet32": "vision_jax.models.poincare_resnet:hyperbolic_resnet32",
-    "euclidean_resnet20": "vision_jax.models.poincare_resnet:euclidean_resnet20",
-    "euclidean_resnet32": "vision_jax.models.poincare_resnet:euclidean_resnet32",
-    "hybrid_resnet20": "vision_jax.models.poincare_resnet:hybrid_resnet20",
-    "hybrid_resnet32": "vision_jax.models.poincare_resnet:hybrid_resnet32",
-    "gcr": "vision_jax.models.gcr:GrassmannClassifier",
-})
+class Chain:
+  """Several tables looked up as one (e.g. generic and task-specific pp ops)."""
 
-TASKS = Registry("task", {
-    "classification": "vision_jax.tasks.classification:ClassificationTask",
-    "detection": "vision_jax.tasks.detection:DetectionTask",
-})
+  def __init__(self, kind: str, *tables: Registry):
+    self.kind, self._tables = kind, tables
 
-EVALUATORS = Registry("evaluator", {
-    "classification": "vision_jax.evaluators.classification:ClassificationEvaluator",
-    "coco": "vision_jax.evaluators.coco:CocoEvaluator",
-    "linear_transfer": "vision_jax.evaluators.linear_transfer:LinearTransferEvaluator",
-})
+  def names(self) -> list[str]:
+    return sorted({n for t in self._tables for n in t.names()})
 
-OPTIMIZERS = Registry("optimizer", {
-    "sgd": "vision_jax.optim.builder:sgd",
-    "adam": "vision_jax.optim.builder:adam",
-    "adamw": "vision_jax.optim.builder:adamw",
-    "lamb": "vision_jax.optim.builder:lamb",
-})
+  def __contains__(self, name: str) -> bool:
+    return any(name in t for t in self._tables)
 
-SCHEDULES = Registry("schedule", {
-    "constant": "vision_jax.optim.schedules:constant",
-    "cosine": "vision_jax.optim.schedules:cosine",
-    "step": "vision_jax.optim.schedules:step",
-})
-
-PP_OPS = Registry("preprocessing op", {
-    "decode": "vision_jax.data.transforms:decode",
-    "resize": "vision_jax.data.transforms:resize",
-    "resize_small": "vision_jax.data.transforms:resize_small",
-    "random_crop": "vision_jax.data.transforms:random_crop",
-    "central_crop": "vision_jax.data.transforms:central_crop",
-    "random_resized_crop": "vision_jax.data.transforms:random_resized_crop",
-    "pad": "vision_jax.data.transforms:pad",
-    "flip_lr": "vision_jax.data.transforms:flip_lr",
-    "normalize": "vision_jax.data.transforms:normalize",
-    "onehot": "vision_jax.data.transforms:onehot",
-    "keep": "vision_jax.data.transforms:keep",
-    "coco_objects": "vision_jax.data.detection_transforms:coco_objects",
-    "resize_keep_ratio": "vision_jax.data.detection_transforms:resize_keep_ratio",
-    "flip_lr_boxes": "vision_jax.data.detection_transforms:flip_lr_boxes",
-    "pad_to": "vision_jax.data.detection_transforms:pad_to",
-    "pad_boxes": "vision_jax.data.detection_transforms:pad_boxes",
-})
-
-# Datasets built from files shipped or generated inside the package; any other
-# name is looked up in TFDS's own catalogue.
-EMBEDDED_DATASETS = Registry("embedded dataset", {
-    "sklearn_digits": "vision_jax.data.digits:SklearnDigits",
-    "shapes_demo": "vision_jax.data.shapes:ShapesDemo",
-})
+  def get(self, name: str) -> Any:
+    for table in self._tables:
+      if name in table:
+        return table.get(name)
+    raise KeyError(f"Unknown {self.kind} {name!r}.{nearest(name, self.names())} "
+                   f"Known {self.kind}s: {', '.join(self.names())}.")

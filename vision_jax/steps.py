@@ -7,29 +7,30 @@ its seed and data order. Gradient accumulation splits the global batch into
 sums their gradients with `lax.scan`, each micro-batch's loss normalised by
 the whole batch's counts (`make_train_step`).
 """
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from vision_jax.data.pipeline import COUNT_PREFIX, MASK, SKIPPED
+from vision_jax.batch import COUNT_PREFIX, MASK, SKIPPED
+from vision_jax.tasks.base import StepContext, Teacher
 
 State = dict[str, Any]
-IMAGE = "image"
 
 
-def make_init(model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...],
+def make_init(model: nn.Module, tx: optax.GradientTransformation, inputs: tuple,
               seed: int) -> Callable[[], State]:
-  """A function of no arguments returning a fresh train state (jit it sharded)."""
+  """A function of no arguments returning a fresh train state (jit it sharded);
+  `inputs` are the model's inputs for one example (shapes and dtypes)."""
 
   def init() -> State:
     root = jax.random.PRNGKey(seed)
     init_rng, train_rng = jax.random.split(root)
-    variables = model.init({"params": init_rng, "dropout": init_rng},
-                           jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    variables = dict(variables)
+    examples = [jnp.zeros((1, *x.shape), x.dtype) for x in inputs]
+    variables = dict(model.init({"params": init_rng, "dropout": init_rng}, *examples,
+                                train=False))
     params = variables.pop("params")
     return {"step": jnp.zeros((), jnp.int32), "params": params, "model_state": variables,
             "opt_state": tx.init(params), "rng": train_rng}
@@ -41,32 +42,24 @@ def variables_of(state: State) -> dict:
   return {"params": state["params"], **state["model_state"]}
 
 
-def _apply_train(model, params, model_state, images, rng):
-  variables = {"params": params, **model_state}
-  if not model_state:
-    return model.apply(variables, images, train=True, rngs={"dropout": rng}), {}
-  return model.apply(variables, images, train=True, mutable=list(model_state),
-                     rngs={"dropout": rng})
-
-
 def _micro_batches(batch: dict, k: int) -> dict:
   """[B, ...] -> [k, B/k, ...] with micro-batch i = rows i, i+k, i+2k, ..."""
   return jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1),
                       batch)
 
 
-def static_aux(model: nn.Module, params, model_state, images, rng) -> dict:
-  """The model's aux as a trace sees it, without compute: arrays become
-  ShapeDtypeStructs, static entries (e.g. pyramid sizes) stay as they are."""
+def static_aux(task, ctx: StepContext, params, batch: dict) -> dict:
+  """The model's aux for `batch` as a trace sees it, without compute: arrays
+  become ShapeDtypeStructs, static entries (e.g. pyramid sizes) stay as they are."""
   found = []
 
-  def probe(p, x):
-    (_, aux), _ = _apply_train(model, p, model_state, x, rng)
+  def probe(p, b):
+    _, aux, _ = ctx.apply(p, *task.model_inputs(b))
     found.append(jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, jax.Array) else a, aux))
     return jnp.zeros(())
 
-  jax.eval_shape(probe, params, images)
+  jax.eval_shape(probe, params, batch)
   return found[0]
 
 
@@ -78,46 +71,55 @@ def step_normalizers(task, aux: dict, micro: dict) -> dict:
 
 
 def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, accum_steps: int = 1) -> Callable:
-  """step(state, batch) -> (state, metrics); metrics are scalars.
+                    schedule: optax.Schedule, accum_steps: int = 1,
+                    teacher_models: Mapping[str, nn.Module] | None = None) -> Callable:
+  """step(state, batch, teacher_variables) -> (state, metrics); metrics are scalars.
 
+  The loss is the task's `train_loss` (`vision_jax.tasks.base`), given the
+  model, its state, the step's rng and the frozen teachers
+  (`teacher_models`, whose variables come in as the step's third argument).
   With `accum_steps` > 1 the loss is exactly that of the whole batch: the
   task's `normalizers(aux, batch)` (sums over examples, independent of the
   parameters: positives, real examples, valid pixels) are summed over the
-  global batch first and passed to every micro-batch's `loss`, whose value,
+  global batch first and passed to every micro-batch's loss, whose value,
   gradient and metrics are then that micro-batch's share of the step's, and
   add up.
   """
+  teacher_models = dict(teacher_models or {})
 
-  def grads_of(params, model_state, batch, rng, normalizers):
-    def loss_fn(p):
-      (outputs, aux), new_model_state = _apply_train(model, p, model_state, batch[IMAGE], rng)
-      loss, metrics = task.loss(outputs, aux, batch, normalizers)
-      return loss, (metrics, new_model_state)
+  def context(model_state, rng, teacher_variables) -> StepContext:
+    teachers = {n: Teacher(teacher_models[n], v) for n, v in teacher_variables.items()}
+    return StepContext(model, model_state, rng, teachers)
+
+  def grads_of(params, ctx: StepContext, batch, normalizers):
+    loss_fn = lambda p: task.train_loss(ctx, p, batch, normalizers)
     (_, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return grads, metrics, new_model_state
 
-  def step(state: State, batch: dict) -> tuple[State, dict]:
+  def step(state: State, batch: dict, teacher_variables: dict | None = None) -> tuple[State, dict]:
+    teacher_variables = teacher_variables or {}
     rng = jax.random.fold_in(state["rng"], state["step"])
     params = state["params"]
     if accum_steps == 1:
-      grads, metrics, model_state = grads_of(params, state["model_state"], batch, rng, None)
+      grads, metrics, model_state = grads_of(
+          params, context(state["model_state"], rng, teacher_variables), batch, None)
     else:
       micro = _micro_batches(batch, accum_steps)
-      aux = static_aux(model, params, state["model_state"], micro[IMAGE][0], rng)
+      first = jax.tree.map(lambda x: x[0], micro)
+      aux = static_aux(task, context(state["model_state"], rng, teacher_variables), params, first)
       normalizers = step_normalizers(task, aux, micro)
 
       def body(carry, inputs):
         grad_sum, metric_sum, model_state = carry
         index, micro_batch = inputs
-        grads, metrics, model_state = grads_of(params, model_state, micro_batch,
-                                               jax.random.fold_in(rng, index), normalizers)
+        ctx = context(model_state, jax.random.fold_in(rng, index), teacher_variables)
+        grads, metrics, model_state = grads_of(params, ctx, micro_batch, normalizers)
         return (jax.tree.map(jnp.add, grad_sum, grads), jax.tree.map(jnp.add, metric_sum, metrics),
                 model_state), None
 
       zeros = jax.tree.map(jnp.zeros_like, params)
       metric_zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), jax.eval_shape(
-          lambda: grads_of(params, state["model_state"], jax.tree.map(lambda x: x[0], micro), rng,
+          lambda: grads_of(params, context(state["model_state"], rng, teacher_variables), first,
                            normalizers)[1]))
       (grads, metrics, model_state), _ = jax.lax.scan(
           body, (zeros, metric_zeros, state["model_state"]), (jnp.arange(accum_steps), micro))
@@ -140,12 +142,23 @@ def data_counts(batch: dict) -> dict:
   return counts
 
 
-def make_predict(model: nn.Module, task) -> Callable:
-  """predict(variables, batch) -> the task's predictions + the batch's flags."""
+def make_predict(model: nn.Module, task, name: str = "predict",
+                 reduce: Callable[[dict], dict] | None = None) -> Callable:
+  """predict(variables, batch) -> the task's predict function `name` + the
+  batch's flags; with `reduce`, only `reduce` of that (e.g. sums over the
+  batch, computed where the predictions are) and the batch's "counted"
+  (real rows) and "skipped" totals."""
+  fns = task.predict_fns()
+  if name not in fns:
+    raise ValueError(f"The task has no predict function {name!r}; it has {sorted(fns)}.")
+  fn = fns[name]
 
   def predict(variables: dict, batch: dict) -> dict:
-    outputs, aux = model.apply(variables, batch[IMAGE], train=False)
-    return {**task.predict(outputs, aux, batch), MASK: batch[MASK], SKIPPED: batch[SKIPPED]}
+    outputs, aux = model.apply(variables, *task.model_inputs(batch), train=False)
+    out = {**fn(outputs, aux, batch), MASK: batch[MASK], SKIPPED: batch[SKIPPED]}
+    if reduce is None:
+      return out
+    return {**reduce(out), "counted": jnp.sum(batch[MASK] > 0), "skipped": jnp.sum(batch[SKIPPED])}
 
   return predict
 

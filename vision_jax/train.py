@@ -7,7 +7,6 @@ call it. Same code on one CPU, many devices or many hosts: every array is a
 global `jax.Array` laid out by the mesh, and every step is one `jax.jit`.
 """
 import dataclasses
-import inspect
 import json
 import os
 import signal
@@ -20,10 +19,12 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from vision_jax import checkpoint, config as config_lib, files, init_from
-from vision_jax import metrics as metrics_lib, registry, sharding, steps
+from vision_jax import metrics as metrics_lib, models, sharding, steps, tasks
 from vision_jax.data import pipeline
 from vision_jax.evaluators import pictures as pictures_lib
+from vision_jax.models import features
 from vision_jax.optim import builder
+from vision_jax.tasks import base as tasks_base
 
 EVAL_RESULTS_FILE = "eval_results.json"
 
@@ -72,6 +73,7 @@ class Setup:
   schedule: Any
   init_fn: Any
   state_shardings: Any
+  teachers: dict[str, tasks_base.Teacher]  # Frozen models of config.teachers, loaded.
 
   def close(self) -> None:
     if self.train_data is not None:
@@ -95,12 +97,35 @@ def _check_batch(batch: int, mesh, key: str) -> None:
         f"and by the {jax.process_count()} processes.")
 
 
-def build_model(config):
-  ctor = registry.MODELS.get(config.model.name)
-  kwargs = config_lib.component_kwargs(config.model)
+def build_model(config, node=None):
+  """The model of `config.model` (or of another model node: name + arguments)."""
+  node = config.model if node is None else node
+  kwargs = config_lib.component_kwargs(node)
   if config.compute_dtype == "bfloat16":
     kwargs.setdefault("dtype", jnp.bfloat16)
-  return ctor(**kwargs)
+  return models.MODELS.get(node.name)(**kwargs)
+
+
+def build_task(config, model):
+  """The task of `config.task`, given the values it shares with `model` (set
+  once, in config.model), and checked against the model before compute."""
+  ctor = tasks.TASKS.get(config.task.name)
+  kwargs = config_lib.component_kwargs(config.task)
+  kwargs.update({k: getattr(model, k) for k in ctor.SHARED_WITH_MODEL})
+  task = ctor(**kwargs)
+  try:
+    task.check(model)
+  except ValueError as e:
+    raise config_lib.ConfigError(f"config.task ({config.task.name}) and config.model "
+                                 f"({config.model.name}) disagree: {e}") from None
+  return task
+
+
+def example_inputs(task, template: dict) -> tuple:
+  """The model's inputs for one example of `template` (shapes and dtypes)."""
+  one = {k: np.asarray(v)[None] for k, v in template.items()}
+  return tuple(jax.ShapeDtypeStruct(np.shape(x)[1:], np.asarray(x).dtype)
+               for x in task.model_inputs(one))
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str | None = None,
@@ -118,39 +143,73 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None = None,
   _check_batch(config.data.batch_size // config.optimizer.accum_steps, mesh,
                "data.batch_size / optimizer.accum_steps")
   _check_batch(config.data.eval_batch_size, mesh, "data.eval_batch_size")
-  task = registry.TASKS.get(config.task.name)(**config_lib.component_kwargs(config.task))
   model = build_model(config)
+  task = build_task(config, model)
   train_data = None
   if mode == "train":
     train_data = pipeline.TrainData(data_spec(
         config, config.data.train_split, config.data.pp_train, config.data.batch_size,
         "data.pp_train", drop_empty=config.data.train_drop_empty))
   try:
-    evaluators = _evaluators(config, mesh, model, task, workdir)
-    templates = {name: evaluator.check() for name, evaluator in evaluators.items()}
+    return _build(config, mesh, model, task, train_data, workdir, mode)
   except Exception:
     if train_data is not None:
       train_data.close()
     raise
+
+
+def _build(config, mesh, model, task, train_data, workdir, mode) -> Setup:
+  """Evaluators, schedule, optimizer, sharded init and teachers (setup's second half)."""
+  evaluators = _evaluators(config, mesh, model, task, workdir)
+  templates = {name: evaluator.check() for name, evaluator in evaluators.items()}
   if train_data is not None:
-    per_epoch, image_shape = train_data.steps_per_epoch, train_data.template[steps.IMAGE].shape
+    per_epoch, template = train_data.steps_per_epoch, train_data.template
   elif templates:
     # Eval restores a state whose structure does not depend on the schedule's
     # values or on the input size, so neither needs the train split.
-    per_epoch, image_shape = 1, next(iter(templates.values()))[steps.IMAGE].shape
+    per_epoch, template = 1, next(iter(templates.values()))
   else:
     raise config_lib.ConfigError("--mode=eval needs at least one evaluator (config.evaluators).")
+  inputs = example_inputs(task, template)
   total = config_lib.resolve_steps(config, "total", per_epoch)
   warmup = config_lib.resolve_steps(config.schedule, "warmup", per_epoch) or 0
   schedule = builder.make_schedule(config.schedule, config.optimizer.learning_rate, total, warmup)
-  param_shapes = jax.eval_shape(
-      lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)["params"])
+  param_shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), *[jnp.zeros((1, *x.shape), x.dtype) for x in inputs],
+      train=False)["params"])
   tx = builder.make_optimizer(config.optimizer, schedule, param_shapes)
-  init_fn = steps.make_init(model, tx, image_shape, config.seed)
+  init_fn = steps.make_init(model, tx, inputs, config.seed)
   state_shardings = sharding.tree_shardings(jax.eval_shape(init_fn), mesh,
-                                            [tuple(r) for r in config.partition_rules])
+                                            partition_rules(config, model))
+  teachers = {} if mode == "eval" else {  # Eval runs no loss: no teacher to load.
+      name: init_from.load_teacher(build_model(config, node.model_node), node.path, inputs,
+                                   sharding.replicated(mesh), name)
+      for name, node in _teacher_nodes(config).items()}
   return Setup(config, mesh, model, task, train_data, evaluators, total, tx, schedule, init_fn,
-               state_shardings)
+               state_shardings, teachers)
+
+
+def partition_rules(config, model) -> list[tuple]:
+  """`config.partition_rules`; left at the default (replicate everything), the
+  model families' own rules first (`models.features.partition_rules`)."""
+  rules = [tuple(r) for r in config.partition_rules]
+  if rules == [tuple(r) for r in config_lib.base_config().partition_rules]:
+    rules = list(features.partition_rules(model)) + rules
+  return rules
+
+
+@dataclasses.dataclass(frozen=True)
+class _TeacherNode:
+  model_node: ml_collections.ConfigDict  # name + constructor arguments.
+  path: str
+
+
+def _teacher_nodes(config) -> dict[str, _TeacherNode]:
+  out = {}
+  for name, node in config.teachers.items():
+    model_node = ml_collections.ConfigDict({"name": node.model, **dict(node.get("model_args") or {})})
+    out[name] = _TeacherNode(model_node, node.path)
+  return out
 
 
 def init_state(s: Setup) -> dict:
@@ -160,11 +219,15 @@ def init_state(s: Setup) -> dict:
 
 def compile_train_step(s: Setup):
   """The jitted train step: state donated, shardings the same in and out."""
-  return jax.jit(steps.make_train_step(s.model, s.task, s.tx, s.schedule,
-                                       s.config.optimizer.accum_steps),
+  teacher_models = {name: t.model for name, t in s.teachers.items()}
+  teacher_variables = {name: t.variables for name, t in s.teachers.items()}
+  step = jax.jit(steps.make_train_step(s.model, s.task, s.tx, s.schedule,
+                                       s.config.optimizer.accum_steps, teacher_models),
                  donate_argnums=0,
-                 in_shardings=(s.state_shardings, sharding.batch_sharding(s.mesh)),
+                 in_shardings=(s.state_shardings, sharding.batch_sharding(s.mesh),
+                               sharding.replicated(s.mesh)),
                  out_shardings=(s.state_shardings, sharding.replicated(s.mesh)))
+  return lambda state, batch: step(state, batch, teacher_variables)
 
 
 def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dict | None]:
@@ -182,31 +245,56 @@ def _restore_or_init(s: Setup, ckpt: checkpoint.Checkpointer) -> tuple[dict, dic
   state = init_state(s)
   if s.config.init_from.path:
     src = s.config.init_from
-    state, report = init_from.load_partial(src.path, src.subtree, src.target, state, src.strict)
+    state, report = init_from.load_partial(src.path, src.subtree, src.target, state, src.strict,
+                                           model=s.model)
     metrics_lib.log(f"init_from {src.path} [{src.subtree}] -> [{src.target or src.subtree}] "
                     f"({'strict' if src.strict else 'not strict'}): {init_from.summary(report)}.")
   return state, None
 
 
 def _evaluators(c, mesh, model, task, workdir: str | None) -> dict[str, Any]:
-  """The configured evaluators (or the task's defaults), sharing one jitted predict."""
-  predict = jax.jit(steps.make_predict(model, task), out_shardings=sharding.replicated(mesh))
-
-  def predict_fn(variables, local_batch):
-    return jax.device_get(predict(variables, sharding.global_batch(local_batch, mesh)))
-
-  out = {}
+  """The configured evaluators (or the task's defaults), each given the predict
+  function it names and what else it declares it needs (`evaluators.base`)."""
+  out, predictor = {}, Predictor(model, task, mesh)
   specs = c.evaluators.to_dict() if c.evaluators else task.default_evaluators()
   for name, node in specs.items():
     node = dict(node)
     data = data_spec(c, node.pop("split", c.data.eval_split), node.pop("pp", c.data.pp_eval),
                      node.pop("batch_size", c.data.eval_batch_size), f"evaluators.{name}.pp")
     _check_batch(data.global_batch, mesh, f"evaluators.{name}.batch_size")
-    ctor = registry.EVALUATORS.get(node.pop("kind"))
-    if "workdir" in inspect.signature(ctor).parameters:
+    ctor = tasks.EVALUATORS.get(node.pop("kind"))
+    predict_name = node.pop("predict", ctor.PREDICT)
+    if predict_name not in task.predict_fns():
+      raise config_lib.ConfigError(
+          f"evaluators.{name} reads the task's {predict_name!r} predictions; the task "
+          f"{c.task.name!r} has {sorted(task.predict_fns())} (set evaluators.{name}.predict).")
+    if ctor.NEEDS_WORKDIR:
       node["workdir"] = workdir
-    out[name] = ctor(predict_fn, data=data, **node)
+    out[name] = ctor(predictor.function(predict_name), data=data, **node)
   return out
+
+
+class Predictor:
+  """The evaluators' predict functions: the task's predict function `name`
+  jitted over the global batch, results replicated and copied to the host;
+  one program per (name, reduce), shared by all evaluators."""
+
+  def __init__(self, model, task, mesh):
+    self.model, self.task, self.mesh = model, task, mesh
+    self._compiled = {}
+
+  def function(self, name: str = "predict"):
+    """`predict_fn(variables, local_batch, reduce=None)` of the evaluator protocol."""
+
+    def predict_fn(variables, local_batch, reduce=None):
+      key = (name, reduce)
+      if key not in self._compiled:
+        self._compiled[key] = jax.jit(steps.make_predict(self.model, self.task, name, reduce),
+                                      out_shardings=sharding.replicated(self.mesh))
+      batch = sharding.global_batch(local_batch, self.mesh)
+      return jax.device_get(self._compiled[key](variables, batch))
+
+    return predict_fn
 
 
 def _evaluate(evaluators: dict, state: dict, writer: metrics_lib.MetricWriter,
@@ -216,9 +304,10 @@ def _evaluate(evaluators: dict, state: dict, writer: metrics_lib.MetricWriter,
   results = {}
   for name, evaluator in evaluators.items():
     results.update({f"{name}/{k}": v for k, v in evaluator.run(variables).items()})
-    if hasattr(evaluator, "pictures"):
+    pictures = evaluator.pictures()
+    if pictures:
       writer.write_images(step, {f"{name}/{k}": v for k, v in
-                                 pictures_lib.tile_groups(evaluator.pictures()).items()})
+                                 pictures_lib.tile_groups(pictures).items()})
   writer.write(step, results)
   return results
 

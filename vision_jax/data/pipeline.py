@@ -22,13 +22,10 @@ import numpy as np
 from absl import flags, logging
 
 from vision_jax import metrics
+from vision_jax.batch import COUNT_PREFIX, MASK, SKIPPED
 from vision_jax.data import sources
 from vision_jax.data.transforms import Preprocess
 
-MASK, SKIPPED = "mask", "skipped"
-# Per-example int32 counters a pp op may emit (e.g. "count/dropped_boxes"); the
-# trainer sums them over the global batch and logs them as data/<name>.
-COUNT_PREFIX = "count/"
 # JAX's default dtypes: 64-bit features are stored as their 32-bit kind.
 _CANONICAL = {np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32,
               np.dtype(np.float64): np.float32}

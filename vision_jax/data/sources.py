@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from vision_jax import metrics, registry
+from vision_jax import data, metrics
 from vision_jax.data import coco
 from vision_jax.errors import DataMissingError  # pylint: disable=unused-import  # Raised from here.
 
@@ -47,8 +47,8 @@ def coco_root(name: str, data_dir: str | None) -> str | None:
           f"Dataset {COCO_FOLDER!r} reads a COCO-layout folder: set config.data.data_dir to its "
           "root (with annotations/instances_<split>.json and <split>/<images>).")
     return data_dir
-  if name in registry.EMBEDDED_DATASETS:
-    cls = registry.EMBEDDED_DATASETS.get(name)
+  if name in data.EMBEDDED_DATASETS:
+    cls = data.EMBEDDED_DATASETS.get(name)
     if not issubclass(cls, tfds.core.DatasetBuilder):
       builder = cls(data_dir=data_dir)
       _prepare_once(builder)
@@ -61,7 +61,7 @@ def _tfds_builder(name: str, data_dir: str | None):
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DataMissingError(f"Unknown dataset {name!r}: neither embedded "
-                           f"({', '.join(registry.EMBEDDED_DATASETS.names())}), "
+                           f"({', '.join(data.EMBEDDED_DATASETS.names())}), "
                            f"{COCO_FOLDER!r}, nor in TFDS. {e}") from None
   except ImportError as e:  # Some builders' code needs TensorFlow; prepared files do not.
     try:
@@ -87,8 +87,8 @@ def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *
     return coco.CocoFolder(root, split, decode_image="image" not in skip_decoding,
                            drop_empty=drop_empty)
   decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding}
-  if name in registry.EMBEDDED_DATASETS:
-    builder = registry.EMBEDDED_DATASETS.get(name)(data_dir=data_dir, file_format="array_record")
+  if name in data.EMBEDDED_DATASETS:
+    builder = data.EMBEDDED_DATASETS.get(name)(data_dir=data_dir, file_format="array_record")
     _prepare_once(builder)
   else:
     builder = _tfds_builder(name, data_dir)

@@ -188,9 +188,15 @@ def _literal(node: ast.AST, where: str):
     raise ConfigError(f"{where}: arguments must be literals, got {ast.unparse(node)!r}") from None
 
 
+def pp_ops() -> registry.Chain:
+  """The generic ops of `vision_jax.data` and the task-specific ones of `vision_jax.tasks`."""
+  from vision_jax import data, tasks  # The two name tables (no heavy imports).
+  return registry.Chain("preprocessing op", data.PP_OPS, tasks.PP_OPS)
+
+
 def parse(spec: str, where: str = "pp") -> list[Op]:
   """Parses and binds a pp string; every error names the op and the key."""
-  ops = []
+  ops, table = [], pp_ops()
   for piece in filter(None, (p.strip() for p in spec.split("|"))):
     try:
       node = ast.parse(piece, mode="eval").body
@@ -201,7 +207,7 @@ def parse(spec: str, where: str = "pp") -> list[Op]:
     if not isinstance(name_node, ast.Name):
       raise ConfigError(f"{where}: {piece!r} is not an op name or call.")
     try:
-      factory = registry.PP_OPS.get(name_node.id)
+      factory = table.get(name_node.id)
     except KeyError as e:
       raise ConfigError(f"{where}: {e.args[0]}") from None
     args = [_literal(a, where) for a in call.args] if call else []

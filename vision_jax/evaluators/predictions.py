@@ -3,6 +3,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from vision_jax.batch import MASK, SKIPPED
 from vision_jax.data import pipeline
 
 
@@ -17,10 +18,10 @@ def masked_predictions(predict_fn: Callable, variables, data: pipeline.DataSpec,
   counts.update(counted=0, skipped=0)
   for batch in batches:
     out = predict_fn(variables, batch)
-    mask = np.asarray(out["mask"]) > 0
+    mask = np.asarray(out[MASK]) > 0
     counts["counted"] += int(mask.sum())
-    counts["skipped"] += int(np.sum(out["skipped"]))
-    yield {k: np.asarray(v)[mask] for k, v in out.items() if k not in ("mask", "skipped")}
+    counts["skipped"] += int(np.sum(out[SKIPPED]))
+    yield {k: np.asarray(v)[mask] for k, v in out.items() if k not in (MASK, SKIPPED)}
   if counts["counted"] + counts["skipped"] != num_examples:
     raise RuntimeError(f"Evaluated {counts['counted']} (+{counts['skipped']} skipped) examples "
                        f"of {data.name}:{data.split}, expected {num_examples}.")

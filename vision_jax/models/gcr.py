@@ -1,74 +1,36 @@
-"""Grassmann Class Representation (GCR): Wang, Li & Zhang, "Get the Best of
-Both Worlds: Improving Accuracy and Transferability by Grassmann Class
-Representation", ICCV 2023, arXiv:2308.01547.
-
-Class i is a k-dimensional subspace span(S_i) of the feature space, S_i in
-R^{d x k} orthonormal, and its logit is the norm of the normalised feature's
-projection onto it (Sec. 3.2):
-
-    logit_i = gamma * || S_i^T x / ||x|| ||,   0 <= logit_i <= gamma,
-
-invariant to the basis (S_i -> S_i Q for orthogonal Q). The subspaces
-[C, d, k] are the parameter `subspaces`, initialised Haar-uniform (QR of a
-Gaussian, as the official head) and trained on the Grassmannian by
-`optim.riemannian` (Riemannian SGD); everything else trains as usual.
-Official defaults: k = 8, gamma = 25.
-"""
+"""GCR classifier (Wang, Li & Zhang, ICCV 2023, arXiv:2308.01547): any
+backbone of the model table, built with num_classes=0 (pooled features), and
+the Grassmann class-subspace head of `vision_jax.models.heads.gcr_head`."""
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vision_jax import config as config_lib, registry
-from vision_jax.geometry import grassmann
+from vision_jax.models import features as features_lib
+from vision_jax.models.heads.gcr_head import GrassmannHead
 
 Dtype = Any
-# Added under the square root of the squared projection norm: a feature
-# orthogonal to a subspace gets logit 0 and a zero, not NaN, gradient.
-MIN_SQUARED_NORM = 1e-24
-# Features are divided by max(||x||, NORMALIZE_EPS), as torch's F.normalize.
-NORMALIZE_EPS = 1e-12
-
-
-class GrassmannHead(nn.Module):
-  """Features [B, d] -> logits [B, C] = gamma * ||S_c^T x_hat||."""
-  num_classes: int
-  subspace_dim: int = 8  # k.
-  gamma: float = 25.0  # Logit scale.
-
-  @nn.compact
-  def __call__(self, features):
-    x = jnp.asarray(features, jnp.float32)
-    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), NORMALIZE_EPS)
-    subspaces = self.param("subspaces", grassmann.random_point,
-                           (self.num_classes, x.shape[-1], self.subspace_dim))
-    projections = jnp.einsum("bd,cdk->bck", x, subspaces)
-    return self.gamma * jnp.sqrt(jnp.sum(projections * projections, -1) + MIN_SQUARED_NORM)
 
 
 class GrassmannClassifier(nn.Module):
-  """Any registered backbone (built with num_classes=0) + a GCR head.
+  """Backbone features [B, d] + a GCR head.
   `__call__(images, train=...)` -> (logits, the backbone's aux)."""
   num_classes: int
-  backbone: str = "resnet50d"  # A model name of the registry.
-  backbone_kwargs: Any = None  # Its constructor arguments (a dict).
+  backbone: str = "resnet50d"  # A model name of the table.
+  backbone_args: dict | None = None  # Its constructor arguments.
   subspace_dim: int = 8
   gamma: float = 25.0
   dtype: Dtype = jnp.float32
 
-  def __post_init__(self):
-    try:
-      ctor = registry.MODELS.get(self.backbone)
-    except KeyError as e:
-      raise config_lib.ConfigError(f"Config key 'model.backbone': {e.args[0]}") from None
-    config_lib.check_arguments(ctor, dict(self.backbone_kwargs or {}), "model.backbone_kwargs",
-                               skip=("num_classes",))
-    super().__post_init__()
+  def part(self, which: str, **fixed) -> nn.Module:
+    """The unbound submodule `which` ("backbone") as this model builds it."""
+    if which != "backbone":
+      raise KeyError(f"GrassmannClassifier has no part {which!r} built from the model table.")
+    return features_lib.build_part(self.backbone, self.backbone_args, "backbone", num_classes=0,
+                                   dtype=self.dtype, **fixed)
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
-    kwargs = {"dtype": self.dtype, **dict(self.backbone_kwargs or {})}
-    features, aux = registry.MODELS.get(self.backbone)(num_classes=0, name="backbone",
-                                                       **kwargs)(x, train=train)
+    features, aux = self.part("backbone", name="backbone")(x, train=train)
     head = GrassmannHead(self.num_classes, self.subspace_dim, self.gamma, name="head")
     return head(features), aux

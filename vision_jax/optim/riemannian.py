@@ -1,5 +1,5 @@
-"""Riemannian SGD on the Grassmannian, as an optax transformation, and its
-composition with any optax optimizer by parameter path.
+"""Riemannian SGD on the Grassmannian, as an optax transformation; the
+optimizer `grassmann_sgd` of a parameter group (`vision_jax.optim.builder`).
 
 GCR (Wang, Li & Zhang, ICCV 2023, Alg. 1 and the official RSGD) updates each
 class subspace S [..., d, k] per step t with learning rate lr_t:
@@ -24,8 +24,7 @@ matrix products only (no SVD or QR call), so the update batches and shards like
 a matmul; on CPU this also avoids LAPACK batch kernels, which deadlock when
 several XLA CPU devices of one process run them at once.
 """
-import re
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +32,6 @@ import optax
 
 from vision_jax.geometry import grassmann
 from vision_jax.sharding import path_name
-
-GRASSMANN, OTHER = "grassmann", "other"
-
 
 class GrassmannSGDState(NamedTuple):
   count: jax.Array  # Steps taken.
@@ -57,6 +53,7 @@ def grassmann_sgd(learning_rate: float | optax.Schedule, momentum: float = 0.9,
   retract = grassmann.RETRACTIONS[retraction]
 
   def init(params):
+    check_subspaces(params)
     return GrassmannSGDState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
 
   def update(grads, state, params=None):
@@ -76,38 +73,11 @@ def grassmann_sgd(learning_rate: float | optax.Schedule, momentum: float = 0.9,
   return optax.GradientTransformation(init, update)
 
 
-def labels(params, pattern: str) -> Any:
-  """GRASSMANN for leaves whose '/'-joined path fully matches `pattern`, else OTHER."""
-  regex = re.compile(pattern)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: GRASSMANN if regex.fullmatch(path_name(path)) else OTHER, params)
-
-
-def check_subspaces(params, pattern: str) -> list[str]:
-  """Paths of the leaves `pattern` selects; raises ValueError for a leaf that
-  cannot hold orthonormal [..., d, k] columns."""
-  found = []
+def check_subspaces(params) -> None:
+  """Raises ValueError for a leaf that cannot hold orthonormal [..., d, k] columns."""
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    name = path_name(path)
-    if not re.fullmatch(pattern, name):
+    if isinstance(leaf, optax.MaskedNode):
       continue
     if len(leaf.shape) < 2 or leaf.shape[-2] < leaf.shape[-1]:
-      raise ValueError(f"Parameter {name!r} of shape {tuple(leaf.shape)} matches the Grassmann "
-                       "pattern but is not [..., d, k] with d >= k.")
-    found.append(name)
-  return found
-
-
-def with_grassmann(other: optax.GradientTransformation, subspaces: optax.GradientTransformation,
-                   params, pattern: str) -> optax.GradientTransformation:
-  """`subspaces` for the leaves matching `pattern`, `other` for the rest
-  (optax.multi_transform); just `other` when nothing matches."""
-  if not check_subspaces(params, pattern):
-    return other
-  return optax.multi_transform({OTHER: other, GRASSMANN: subspaces},
-                               lambda p: labels(p, pattern))
-
-
-def scaled(schedule: Callable, factor: float) -> optax.Schedule:
-  """The subspace learning rate: the main schedule times `factor`."""
-  return lambda count: schedule(count) * factor
+      raise ValueError(f"Parameter {path_name(path)!r} of shape {tuple(leaf.shape)} is in a "
+                       "grassmann_sgd group but is not [..., d, k] with d >= k.")

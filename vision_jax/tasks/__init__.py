@@ -1,14 +1,23 @@
-"""Tasks: what a model's outputs mean (loss, predictions, default evaluators).
+"""Tasks: what a model's outputs mean. One folder per task holds the task
+(inputs, loss, predict functions, normalisers; `base.Task`), its evaluators
+and its pp ops and ops. The name tables of this package:"""
+from vision_jax.registry import Registry
 
-A task is constructed from `config.task` and provides:
+_C, _D = "vision_jax.tasks.classification", "vision_jax.tasks.detection"
 
-- `normalizers(aux, batch) -> {name: scalar}`: what its loss divides by, as
-  sums over the batch's examples that do not depend on the parameters (real
-  examples, positive anchors, valid pixels). The train step sums them over the
-  global batch (all micro-batches of a gradient-accumulation step);
-- `loss(outputs, aux, batch, normalizers=None) -> (loss, metrics)`: with
-  `normalizers` given, the loss and every metric are this batch's share of the
-  step's and add up over micro-batches; None means this batch's own;
-- `predict(outputs, aux, batch) -> dict` of arrays for the evaluators;
-- `default_evaluators() -> {name: {"kind": ..., ...}}`.
-"""
+TASKS = Registry("task", {
+    "classification": f"{_C}.task:ClassificationTask",
+    "distillation": f"{_C}.distillation:DistillationTask",
+    "detection": f"{_D}.task:DetectionTask",
+})
+
+EVALUATORS = Registry("evaluator", {
+    "classification": f"{_C}.evaluator:ClassificationEvaluator",
+    "linear_transfer": f"{_C}.linear_transfer:LinearTransferEvaluator",
+    "coco": f"{_D}.coco_evaluator:CocoEvaluator",
+})
+
+# Task-specific pp ops; the generic ones are `vision_jax.data.PP_OPS`.
+PP_OPS = Registry("preprocessing op", {
+    name: f"{_D}.transforms:{name}"
+    for name in ("coco_objects", "resize_keep_ratio", "flip_lr_boxes", "pad_to", "pad_boxes")})

@@ -1,0 +1,16 @@
+"""The keys of a batch, defined once: pp ops write them, pipelines add the
+flags, tasks and evaluators read them. A batch is a dict of arrays with a
+leading (global) batch dimension."""
+
+IMAGE = "image"  # float32 [B, H, W, C] (normalised) or uint8 before `normalize`.
+LABELS = "labels"  # Classification: one-hot float32 [B, classes].
+BOXES = "boxes"  # Detection: xyxy float32 [B, max_boxes, 4] in the resized frame, padded.
+CLASSES = "classes"  # Detection: int32 [B, max_boxes], contiguous class ids, -1 = padding.
+IMAGE_ID = "image/id"  # int [B]: the dataset's id of each image (COCO image_id).
+IMAGE_SCALE = "image/scale"  # float32 [B, 2]: (new_h / orig_h, new_w / orig_w).
+IMAGE_SIZE = "image/size"  # int32 [B, 2]: (h, w) of the resized image before padding.
+MASK = "mask"  # float32 [B]: 1 for a real example, 0 for padding of the last batch.
+SKIPPED = "skipped"  # int32 [B]: 1 where the record was malformed and replaced by padding.
+# Per-example int32 counters a pp op may emit (e.g. "count/dropped_boxes"); the
+# trainer sums them over the global batch and logs them as data/<name>.
+COUNT_PREFIX = "count/"

@@ -1,0 +1,1 @@
+"""Heads: features -> task outputs (dense detection towers, class subspaces, ...)."""

@@ -1,0 +1,1 @@
+"""Necks: multi-level features -> multi-level features (FPN, ...)."""
