@@ -114,6 +114,7 @@ def test_experiment_configs_validate():
   root = pathlib.Path(__file__).parent.parent / "configs"
   for name, args in (("resnet/digits", ["", "variant=r18d,demo", "variant=r50"]),
                      ("resnet/imagenet", ["", "variant=r18,batch=256"]),
+                     ("retinanet/coco", ["", "variant=r50", "variant=large,coco=folder"]),
                      ("gcr/imagenet", ["", "head=softmax", "k=16,variant=r50", "demo",
                                        "demo,head=softmax", "transfer=cifar100,"
                                        "transfer_classes=100"])):

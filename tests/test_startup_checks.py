@@ -2,7 +2,6 @@
 needs no train split; unreadable annotation files are named."""
 import json
 import os
-import sys
 
 import pytest
 
@@ -10,8 +9,7 @@ from vision_jax import checkpoint, train
 from vision_jax.data import coco, sources
 from test_coco_evaluator import write_coco_folder
 from tiny_config import tiny_config
-
-from configs import pvt_coco  # pylint: disable=wrong-import-position
+from configs import pvt_coco
 
 
 def test_a_misspelled_eval_split_stops_the_run_before_step_0(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from vision_jax.batch import MASK
 from vision_jax.models import retinanet
+from vision_jax.tasks.base import StepContext
 from vision_jax.tasks.detection.task import DetectionTask
 
 TINY_BACKBONE = {"embed_dims": (8, 16, 32, 64), "num_heads": (1, 1, 1, 1), "depths": (1, 1, 1, 1),
@@ -141,7 +142,8 @@ def test_gradient_accumulation_equals_the_whole_batch_step():
   tx, schedule = optax.sgd(1.0), optax.constant_schedule(1.0)  # New params = params - grads.
   state = steps.make_init(model, tx, (jax.ShapeDtypeStruct((64, 64, 3), jnp.float32),), seed=0)()
   micro = jax.tree.map(lambda x: np.asarray(x)[np.arange(8).reshape(2, 4).T], batch)
-  aux = steps.static_aux(model, state["params"], {}, micro["image"][0], jax.random.PRNGKey(0))
+  ctx = StepContext(model, {}, jax.random.PRNGKey(0))
+  aux = steps.static_aux(task, ctx, state["params"], jax.tree.map(lambda x: x[0], micro))
   positives = [float(task.normalizers(aux, jax.tree.map(lambda x: x[i], micro))["positives"])
                for i in range(4)]
   assert len(set(positives)) > 1  # Per-micro-batch normalisation would weight them differently.

@@ -2,14 +2,13 @@
 and a short end-to-end demo run (shapes_demo -> RetinaNet-PVT -> COCO eval)."""
 import json
 import os
-import sys
 
 import pytest
 
 from vision_jax import config as config_lib, metrics, train
 from vision_jax.data import shapes, sources
-
-from configs import pvt_coco  # pylint: disable=wrong-import-position
+from configs import pvt_coco
+from configs.retinanet import coco
 
 
 @pytest.mark.parametrize("variant, backbone, drop_path", [
@@ -28,6 +27,21 @@ def test_coco_variants_are_the_mmdet_1x_recipe(variant, backbone, drop_path):
   assert c.init_from.target == "params/backbone"
   # mmdet's filter_empty_gt, and NMS over every candidate pair (no cap).
   assert c.data.train_drop_empty and "max_nms_candidates" not in c.task
+
+
+def test_r50_variant_is_mmdet_retinanet_r50_fpn_1x_and_the_pointer_is_the_family_file():
+  c = pvt_coco.get_config("variant=r50,batch=8")
+  config_lib.validate(c)
+  assert c.to_dict() == coco.get_config("variant=r50,batch=8").to_dict()
+  assert (c.model.name, c.model.backbone, c.model.backbone_args.to_dict()) == (
+      "retinanet", "resnet50", {"norm_eval": True})
+  assert (c.optimizer.name, c.optimizer.learning_rate, c.optimizer.momentum,
+          c.optimizer.weight_decay, c.optimizer.grad_clip_norm) == ("sgd", 0.005, 0.9, 1e-4, 35.0)
+  assert c.optimizer.groups == ((r"backbone/(stem_.*|stage1_.*)", {"name": "frozen"}),)
+  assert (c.total_epochs, c.schedule.warmup_steps, c.schedule.boundaries) == (
+      12.0, 500, (8 / 12, 11 / 12))
+  assert c.model.num_classes == 80 and "num_classes" not in c.task
+  assert c.init_from.target == "params/backbone"
 
 
 def test_coco_without_the_data_fails_before_compute_saying_how_to_prepare(tmp_path):
