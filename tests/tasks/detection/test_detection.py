@@ -156,3 +156,27 @@ def test_gradient_accumulation_equals_the_whole_batch_step():
               "train/grad_norm"):
     np.testing.assert_allclose(m4[key], m1[key], rtol=1e-5)
   assert float(m1["train/positives_per_image"]) > 0
+
+
+def test_task_and_model_that_disagree_fail_before_compute():
+  from vision_jax import config as config_lib, train  # pylint: disable=import-outside-toplevel
+  from configs import pvt_coco  # pylint: disable=import-outside-toplevel
+  c = pvt_coco.get_config()
+  c.task.scales_per_octave = 2
+  with pytest.raises(config_lib.ConfigError, match=r"'model.num_anchors' = 9 but the task has 6 "
+                                                   r"anchors per location"):
+    train.build_task(c, train.build_model(c))
+  c = pvt_coco.get_config()
+  c.task.strides = (8, 16, 32, 64)
+  with pytest.raises(config_lib.ConfigError, match=r"pyramid has strides \(8, 16, 32, 64, 128\); "
+                                                   r"the task's anchors 'task.strides' are"):
+    train.build_task(c, train.build_model(c))
+  c.model = config_lib.base_config().model
+  with pytest.raises(config_lib.ConfigError, match="detection needs a dense detector that "
+                                                   "declares its pyramid.*got ResNet"):
+    train.build_task(c, train.build_model(c))
+  c = pvt_coco.get_config()
+  c.task.num_classes = 6
+  with pytest.raises(config_lib.ConfigError, match="'task.num_classes' is taken from "
+                                                   "'model.num_classes': set it there only"):
+    config_lib.validate(c)

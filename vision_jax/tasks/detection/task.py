@@ -58,6 +58,10 @@ class DetectionTask(Task):
 
   def check(self, model) -> None:
     """The model's declared pyramid strides and anchors per location are the task's."""
+    if not callable(getattr(model, "feature_levels", None)) or not hasattr(model, "num_anchors"):
+      raise ValueError(f"detection needs a dense detector that declares its pyramid "
+                       f"(feature_levels()) and num_anchors, e.g. 'retinanet'; got "
+                       f"{type(model).__name__}.")
     strides = tuple(level.stride for level in model.feature_levels().values())
     if strides != self.strides:
       raise ValueError(f"The model's pyramid has strides {strides}; the task's anchors "
