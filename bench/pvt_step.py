@@ -89,10 +89,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- vision_jax side
 
-def adamw(param_shapes, lr: float, weight_decay: float):
-  """The trainer's AdamW (optim.builder) with a constant schedule."""
+def trainer_optimizer(param_shapes, lr: float, weight_decay: float, name: str = "adamw"):
+  """The trainer's optimizer `name` (optim.builder; SGD with momentum 0.9) with a
+  constant schedule."""
   cfg = config_lib.base_config()
-  cfg.optimizer.name, cfg.optimizer.learning_rate = "adamw", lr
+  cfg.optimizer.name, cfg.optimizer.learning_rate = name, lr
   cfg.optimizer.weight_decay = weight_decay
   cfg.schedule.name = "constant"
   schedule = builder.make_schedule(cfg.schedule, lr, total_steps=1000, warmup_steps=0)
@@ -119,13 +120,15 @@ def flops_of(compiled) -> float:
 
 
 class JaxStep:
-  """A vision_jax model + task trained by `steps.make_train_step` on one fixed batch."""
+  """A vision_jax model + task trained by `steps.make_train_step` on one fixed batch
+  (`optimizer`: a name of the trainer's optimizer table)."""
 
-  def __init__(self, model, task, batch: dict, lr: float, weight_decay: float, seed: int):
+  def __init__(self, model, task, batch: dict, lr: float, weight_decay: float, seed: int,
+               optimizer: str = "adamw"):
     image_shape = batch[IMAGE].shape[1:]
     param_shapes = jax.eval_shape(lambda: model.init(
         jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)["params"])
-    tx, schedule = adamw(param_shapes, lr, weight_decay)
+    tx, schedule = trainer_optimizer(param_shapes, lr, weight_decay, optimizer)
     inputs = (jax.ShapeDtypeStruct(image_shape, jnp.float32),)
     self.state = jax.jit(steps.make_init(model, tx, inputs, seed))()
     self.batch = jax.device_put(batch)
