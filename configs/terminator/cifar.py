@@ -20,9 +20,9 @@ random 32-crops of the 4-padded image and horizontal flips, CIFAR mean/std
 - The official `l2_reg` 5e-5 is a penalty 5e-5 · Σ‖W‖ (norms, not squared) on
   parameters named "fast" outside the slow nets, plus 1e-6 of that on the slow
   nets' 1x1 weights; here it is AdamW weight decay 5e-5 on the kernels.
-- The slow neural loss the official training adds is computed
-  (aux["slow_loss"]) but not trained on: the classification task adds no model
-  losses.
+- The slow neural loss is added to the cross-entropy with weight 1, as the
+  official training does (the model's loss term "slow", logged as
+  train/loss/slow).
 - The official crops pad symmetrically (reflect with the edge); the `pad` op
   here pads with zeros.
 - Eval batches of 500 divide the test set: the batch standardisation uses the

@@ -118,6 +118,7 @@ def test_trains_on_digits(tmp_path):
   final = train.run(config, str(tmp_path))
   rows = [r for r in metrics.read_metrics(tmp_path) if "train/loss" in r]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"] - 0.05
+  assert all(0 <= r["train/loss/slow"] < r["train/loss"] for r in rows)  # Trained on.
   params = jax.tree.leaves(saved_state(tmp_path)["params"])
   assert all(np.isfinite(p).all() for p in params)
   assert final["eval/top1_accuracy"] > 0.1

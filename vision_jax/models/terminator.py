@@ -20,9 +20,9 @@ terminator.py is a placeholder): 1,336,855 for 10 classes at 32 x 32
 
 aux["slow_loss"] is the paper's slow neural loss, Σ_{j<i} mean((tile(W_g^j,
 Π_{j<=m<i} f_m) - W_g^i)^2) over the blocks' global hyper-kernels, which the
-official training adds to the (label-smoothed, 0.09) cross-entropy; the
-classification task of this library does not add model aux losses, so it is
-reported, not trained on.
+official training adds to the (label-smoothed, 0.09) cross-entropy: it is also
+the model's loss term aux[MODEL_LOSSES]["slow"] (x `slow_loss_weight`, 1 as
+the official code), which the classification task adds to its loss.
 
 Deliberate differences from the official code:
 - The official Terminator_image adds per-block `fast_bias` scalars kept in a
@@ -43,6 +43,7 @@ import jax.numpy as jnp
 
 from vision_jax.layers import hyperzzw as hz
 from vision_jax.models import terminator_blocks as blocks
+from vision_jax.tasks.base import MODEL_LOSSES
 
 Dtype = Any
 
@@ -78,6 +79,7 @@ class Terminator(nn.Module):
   interact_layers: int = 2
   gibs_groups: int = 12
   omega_0: float = hz.OMEGA_0
+  slow_loss_weight: float = 1.0  # Of the slow neural loss in the training loss.
   dtype: Dtype = jnp.float32  # Compute dtype of the fast net; parameters stay float32.
 
   def _check(self, x):
@@ -114,6 +116,7 @@ class Terminator(nn.Module):
       aux[f"block{i + 1}"] = x
       aux[f"global_kernel{i + 1}"] = hk
     aux["slow_loss"] = slow_neural_loss(kernels, self.bottleneck_factors)
+    aux[MODEL_LOSSES] = {"slow": self.slow_loss_weight * aux["slow_loss"]}
     x = jnp.mean(x, axis=(1, 2))
     aux["pre_logits"] = x
     if self.num_classes == 0:

@@ -20,6 +20,11 @@ as `num_classes`, set once in `config.model`) and owns the step's loss:
   read; each evaluator names the one it uses ("predict" by default);
 - `default_evaluators() -> {name: {"kind": ..., ...}}`;
 - `check(model)`: agreement with the model, before any compute.
+
+A model may add its own loss terms (regularisers on its intermediates, e.g.
+Terminator's slow neural loss): `aux[MODEL_LOSSES] = {name: scalar}`, each
+already weighted and a mean over the batch; the classification tasks add them
+to their loss (as this batch's share of the step) and log them as `loss/<name>`.
 """
 import dataclasses
 from typing import Any, Callable, ClassVar, Mapping
@@ -28,6 +33,8 @@ import flax.linen as nn
 import jax
 
 from vision_jax.batch import IMAGE
+
+MODEL_LOSSES = "model_losses"  # aux key of a model's own weighted loss terms.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import optax
 
 from vision_jax.batch import LABELS, MASK
-from vision_jax.tasks.base import Task
+from vision_jax.tasks.base import MODEL_LOSSES, Task
 
 
 class ClassificationTask(Task):
@@ -22,14 +22,18 @@ class ClassificationTask(Task):
   def loss(self, logits: jax.Array, aux: dict, batch: dict,
            normalizers: dict | None = None) -> tuple[jax.Array, dict]:
     """Mean cross-entropy over the real examples of the step (`normalizers`;
-    default: this batch's)."""
+    default: this batch's), plus the model's own loss terms (aux[MODEL_LOSSES])."""
     labels, mask = batch[self.labels_key], batch[MASK]
     count = (normalizers or self.normalizers(aux, batch))["examples"]
     per_example = optax.softmax_cross_entropy(logits, labels)
     correct = jnp.argmax(logits, -1) == jnp.argmax(labels, -1)
     mean = lambda v: jnp.sum(v * mask) / jnp.maximum(count, 1.0)
     loss = mean(per_example)
-    return loss, {"loss": loss, "accuracy": mean(correct)}
+    metrics = {"accuracy": mean(correct)}
+    for name, term in aux.get(MODEL_LOSSES, {}).items():
+      metrics[f"loss/{name}"] = mean(term * jnp.ones_like(mask))  # This batch's share.
+      loss = loss + metrics[f"loss/{name}"]
+    return loss, {"loss": loss, **metrics}
 
   def predict(self, logits: jax.Array, aux: dict, batch: dict) -> dict:
     """Top-k classes and the label."""
