@@ -21,16 +21,11 @@ a ConversionError naming it.
 import re
 from typing import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.convert import ConversionError, Weights
+from vision_jax.convert import mapping as mapping_lib
 from vision_jax.models.backbones import resnet as resnet_lib
-
-SKIPPED_SUFFIX = ".num_batches_tracked"
-_BN = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-       "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
 
 def infer_architecture(state_dict: Mapping[str, np.ndarray]) -> dict:
@@ -59,24 +54,11 @@ def _stem_names(deep: bool) -> list[tuple[str, str, str]]:
   return [("conv1", "bn1", "")]
 
 
-def _oihw_to_hwio(w: np.ndarray) -> np.ndarray:
-  return np.transpose(w, (2, 3, 1, 0))
-
-
-def _same(w: np.ndarray) -> np.ndarray:
-  return w
-
-
 def _mapping(state_dict: Mapping[str, np.ndarray], arch: dict) -> dict[str, tuple]:
   """Torch key -> (collection, Flax path tuple, transform)."""
   out = {}
-
-  def conv(torch_name, path):
-    out[f"{torch_name}.weight"] = ("params", path + ("kernel",), _oihw_to_hwio)
-
-  def norm(torch_name, path):
-    for suffix, (collection, leaf) in _BN.items():
-      out[f"{torch_name}.{suffix}"] = (collection, path + (leaf,), _same)
+  conv = lambda torch_name, path: mapping_lib.add_conv(out, torch_name, path)
+  norm = lambda torch_name, path: mapping_lib.add_norm(out, torch_name, path)
 
   for torch_conv, torch_bn, suffix in _stem_names(arch["deep_stem"]):
     conv(torch_conv, (f"stem_conv{suffix}",))
@@ -94,45 +76,17 @@ def _mapping(state_dict: Mapping[str, np.ndarray], arch: dict) -> dict[str, tupl
         conv(f"{src}.{shortcut_conv}", dst + ("shortcut", "conv"))
         norm(f"{src}.{shortcut_bn}", dst + ("shortcut", "bn"))
   if arch["num_classes"]:
-    out["fc.weight"] = ("params", ("head", "kernel"), np.transpose)
-    out["fc.bias"] = ("params", ("head", "bias"), _same)
+    mapping_lib.add_linear(out, "fc", ("head",))
   return out
-
-
-def _shapes(arch: dict) -> dict[tuple, tuple]:
-  model = resnet_lib.ResNet(**arch)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
-  flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
-  return {tuple(p.key for p in path): tuple(leaf.shape) for path, leaf in flat}
 
 
 def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict:
   """Flat torchvision/timm ResNet state dict -> {"params": ..., "batch_stats": ...}."""
-  state_dict = {k: np.asarray(v) for k, v in state_dict.items() if not k.endswith(SKIPPED_SUFFIX)}
+  state_dict = mapping_lib.without_skipped(state_dict)
   arch = infer_architecture(state_dict)
-  mapping = _mapping(state_dict, arch)
-  missing, unused = sorted(set(mapping) - set(state_dict)), sorted(set(state_dict) - set(mapping))
-  if missing or unused:
-    raise ConversionError(f"ResNet state dict does not match ResNet({arch}): "
-                          f"{len(missing)} missing keys {missing[:8]}; {len(unused)} unused keys "
-                          f"{unused[:8]}.")
-  expected = _shapes(arch)
-  variables, errors = {}, []
-  for key, (collection, path, fn) in mapping.items():
-    value = np.asarray(fn(state_dict[key]), np.float32)
-    want = expected.pop((collection, *path), None)
-    if want is None:
-      errors.append(f"{key} -> {collection}/{'/'.join(path)} is no model variable")
-    elif value.shape != want:
-      errors.append(f"{key}: converted shape {value.shape} != {'/'.join(path)} {want}")
-    node = variables.setdefault(collection, {})
-    for part in path[:-1]:
-      node = node.setdefault(part, {})
-    node[path[-1]] = value
-  errors += [f"variable {'/'.join(p)} not filled" for p in sorted(expected)]
-  if errors:
-    raise ConversionError("ResNet conversion failed: " + "; ".join(errors[:8]))
-  return variables
+  expected = mapping_lib.variable_shapes(resnet_lib.ResNet(**arch), (1, 64, 64, 3))
+  return mapping_lib.apply_mapping(state_dict, _mapping(state_dict, arch), expected,
+                                   f"ResNet state dict for ResNet({arch})")
 
 
 def convert(state_dict: Mapping[str, np.ndarray], model: resnet_lib.ResNet) -> Weights:

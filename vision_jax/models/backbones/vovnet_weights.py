@@ -23,29 +23,16 @@ it. The V2 identity residual has no tensors; it belongs to the target model
 import re
 from typing import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.convert import ConversionError, Weights
+from vision_jax.convert import mapping as mapping_lib
 from vision_jax.models.backbones import vovnet as vovnet_lib
-
-SKIPPED_SUFFIX = ".num_batches_tracked"
-_BN = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-       "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
 
 def _canonical(key: str) -> str:
   """'stages_1.blocks...' (timm features_only) -> 'stages.1.blocks...'."""
   return re.sub(r"^(stem|stages)_(\d+)\.", r"\1.\2.", key)
-
-
-def _oihw_to_hwio(w: np.ndarray) -> np.ndarray:
-  return np.transpose(w, (2, 3, 1, 0))
-
-
-def _same(w: np.ndarray) -> np.ndarray:
-  return w
 
 
 def _width(state_dict: Mapping[str, np.ndarray], key: str) -> int:
@@ -89,9 +76,8 @@ def _mapping(arch: dict) -> dict[str, tuple]:
   def conv_bn(src, dst, separable):
     convs = (("conv_dw", "conv_dw"), ("conv_pw", "conv_pw")) if separable else (("conv", "conv"),)
     for torch_name, flax_name in convs:
-      out[f"{src}.{torch_name}.weight"] = ("params", dst + (flax_name, "kernel"), _oihw_to_hwio)
-    for suffix, (collection, leaf) in _BN.items():
-      out[f"{src}.bn.{suffix}"] = (collection, dst + ("bn", leaf), _same)
+      mapping_lib.add_conv(out, f"{src}.{torch_name}", dst + (flax_name,))
+    mapping_lib.add_norm(out, f"{src}.bn", dst + ("bn",))
 
   depthwise = arch["depthwise"]
   for k in range(3):
@@ -107,53 +93,23 @@ def _mapping(arch: dict) -> dict[str, tuple]:
         conv_bn(f"{src}.conv_mid.{k}", dst + (f"mid{k}",), depthwise)
       conv_bn(f"{src}.conv_concat", dst + ("concat",), False)
       if arch["ese"] and j == size - 1:
-        out[f"{src}.attn.fc.weight"] = ("params", dst + ("attn", "fc", "kernel"), _oihw_to_hwio)
-        out[f"{src}.attn.fc.bias"] = ("params", dst + ("attn", "fc", "bias"), _same)
+        mapping_lib.add_conv(out, f"{src}.attn.fc", dst + ("attn", "fc"), bias=True)
       in_features = arch["out_features"][i]
   if arch["num_classes"]:
-    out["head.fc.weight"] = ("params", ("head", "kernel"), np.transpose)
-    out["head.fc.bias"] = ("params", ("head", "bias"), _same)
+    mapping_lib.add_linear(out, "head.fc", ("head",))
   return out
-
-
-def _shapes(arch: dict) -> dict[tuple, tuple]:
-  model = vovnet_lib.VoVNet(**arch)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
-  flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
-  return {tuple(p.key for p in path): tuple(leaf.shape) for path, leaf in flat}
 
 
 def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict:
   """Flat timm VoVNet state dict -> {"params": ..., "batch_stats": ...}."""
-  kept = [k for k in state_dict if not k.endswith(SKIPPED_SUFFIX)]
-  canonical = {_canonical(k): np.asarray(state_dict[k]) for k in kept}
-  if len(canonical) != len(kept):
+  kept = mapping_lib.without_skipped(state_dict)
+  state_dict = {_canonical(k): v for k, v in kept.items()}
+  if len(state_dict) != len(kept):
     raise ConversionError("VoVNet state dict names some tensors twice (stem.0. and stem_0., ...).")
-  state_dict = canonical
   arch = infer_architecture(state_dict)
-  mapping = _mapping(arch)
-  missing, unused = sorted(set(mapping) - set(state_dict)), sorted(set(state_dict) - set(mapping))
-  if missing or unused:
-    raise ConversionError(f"VoVNet state dict does not match VoVNet({arch}): "
-                          f"{len(missing)} missing keys {missing[:8]}; {len(unused)} unused keys "
-                          f"{unused[:8]}.")
-  expected = _shapes(arch)
-  variables, errors = {}, []
-  for key, (collection, path, fn) in mapping.items():
-    value = np.asarray(fn(state_dict[key]), np.float32)
-    want = expected.pop((collection, *path), None)
-    if want is None:
-      errors.append(f"{key} -> {collection}/{'/'.join(path)} is no model variable")
-    elif value.shape != want:
-      errors.append(f"{key}: converted shape {value.shape} != {'/'.join(path)} {want}")
-    node = variables.setdefault(collection, {})
-    for part in path[:-1]:
-      node = node.setdefault(part, {})
-    node[path[-1]] = value
-  errors += [f"variable {'/'.join(p)} not filled" for p in sorted(expected)]
-  if errors:
-    raise ConversionError("VoVNet conversion failed: " + "; ".join(errors[:8]))
-  return variables
+  expected = mapping_lib.variable_shapes(vovnet_lib.VoVNet(**arch), (1, 64, 64, 3))
+  return mapping_lib.apply_mapping(state_dict, _mapping(arch), expected,
+                                   f"VoVNet state dict for VoVNet({arch})")
 
 
 def convert(state_dict: Mapping[str, np.ndarray], model: vovnet_lib.VoVNet) -> Weights:
