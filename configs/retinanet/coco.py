@@ -14,7 +14,16 @@ points here.
   python -m vision_jax.main --config=configs/retinanet/coco.py:variant=r50 \
       --config.init_from.path=/weights/resnet50-0676ba61.pth --workdir=/runs/retinanet_r50
 
-Arguments: variant = demo | tiny | small | medium | large | r50; canvas = the demo's
+Any backbone of the zoo by name (no paper recipe of RetinaNet exists for
+them; BatchNorm on its ImageNet statistics, norm_eval, in each):
+  variant = vovnet39 | vovnet57 (V1, vovnet39a/57a) | ese_vovnet19b_dw |
+  ese_vovnet39b | ese_vovnet57b | inception_v4 | inception_resnet_v2: the
+  ResNet-50 recipe below without its ResNet-specific frozen stages;
+  variant = emo2_1m | emo2_2m | emo2_5m: the PVT recipe (AdamW 1e-4).
+  python -m vision_jax.main --config=configs/retinanet/coco.py:variant=ese_vovnet39b \
+      --config.init_from.path=/weights/ese_vovnet39b.pth --workdir=/runs/retinanet_v39b
+
+Arguments: variant = demo | tiny | small | medium | large | r50 | a zoo name; canvas = the demo's
 input side (a multiple of 32); coco = tfds (TFDS
 `coco/2017` prepared as ArrayRecord in data.data_dir) | folder (a COCO folder
 with annotations/instances_{train,val}2017.json in data.data_dir); batch =
@@ -39,6 +48,11 @@ from vision_jax import config as config_lib
 
 BACKBONES = {"tiny": "pvt_tiny", "small": "pvt_small", "medium": "pvt_medium",
              "large": "pvt_large", "r50": "resnet50"}
+# The zoo: variant -> (backbone, recipe); "sgd" is _r50_recipe's, "adamw" the PVT one's.
+ZOO = {"vovnet39": ("vovnet39a", "sgd"), "vovnet57": ("vovnet57a", "sgd"),
+       **{n: (n, "sgd") for n in ("ese_vovnet19b_dw", "ese_vovnet39b", "ese_vovnet57b",
+                                  "inception_v4", "inception_resnet_v2")},
+       **{n: (n, "adamw") for n in ("emo2_1m", "emo2_2m", "emo2_5m")}}
 # mmdet's frozen_stages=1 for ResNet: the stem and the first stage do not train.
 R50_FROZEN = r"backbone/(stem_.*|stage1_.*)"
 # Stochastic depth of the official detection backbones (detection/pvt.py):
@@ -75,9 +89,9 @@ def _coco_data(c, source: str) -> None:
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, variant="demo", canvas=DEMO_CANVAS, coco="tfds", batch=16)
-  if arg.variant != "demo" and arg.variant not in BACKBONES:
+  if arg.variant != "demo" and arg.variant not in {**BACKBONES, **ZOO}:
     raise config_lib.ConfigError(f"variant={arg.variant!r}: choose 'demo' or one of "
-                                 f"{sorted(BACKBONES)}.")
+                                 f"{sorted(BACKBONES)} or of the zoo {sorted(ZOO)}.")
   demo = arg.variant == "demo"
   if arg.canvas % 32:
     raise config_lib.ConfigError(f"canvas={arg.canvas}: must be a multiple of 32.")
@@ -119,10 +133,19 @@ def get_config(arg=None):
     c.data.batch_size = arg.batch
     c.data.eval_batch_size = 16
     c.data.num_workers = 8
-    c.model.backbone = BACKBONES[arg.variant]
-    if arg.variant == "r50":
+    if arg.variant in ZOO:
+      c.model.backbone, recipe = ZOO[arg.variant]
+      if recipe == "sgd":
+        _r50_recipe(c, arg.batch)
+        c.optimizer.groups = ()  # frozen_stages is ResNet's.
+      else:
+        c.optimizer.learning_rate = 1e-4 * arg.batch / 16
+      c.model.backbone_args = {"norm_eval": True}
+    elif arg.variant == "r50":
+      c.model.backbone = BACKBONES[arg.variant]
       _r50_recipe(c, arg.batch)
     else:
+      c.model.backbone = BACKBONES[arg.variant]
       c.model.backbone_args = {"drop_path_rate": DETECTION_DROP_PATH[arg.variant]}
       c.optimizer.learning_rate = 1e-4 * arg.batch / 16
     c.schedule.warmup_steps = 500

@@ -62,3 +62,14 @@ def test_gcr_head_on_the_pooled_features(backbone, hw):
   features, _ = _shapes(models.MODELS.get(backbone)(num_classes=0), hw)
   assert logits.shape == (2, classes) and features.ndim == 2
   assert _count(variables["params"]["head"]) == classes * features.shape[1] * k
+
+
+def test_every_zoo_detection_variant_validates_with_its_recipe():
+  from configs.retinanet import coco  # pylint: disable=import-outside-toplevel
+  from vision_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  assert {b for b, _ in coco.ZOO.values()} == {name for name, _ in ZOO}
+  for variant, (backbone, recipe) in coco.ZOO.items():
+    c = config_lib.load(f"configs/retinanet/coco.py:variant={variant}")
+    config_lib.validate(c)  # Names and backbone_args (norm_eval) checked against the model.
+    assert (c.model.backbone, c.model.backbone_args["norm_eval"]) == (backbone, True)
+    assert (c.optimizer.name, tuple(c.optimizer.groups)) == (recipe, ())
