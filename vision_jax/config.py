@@ -145,11 +145,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"
   c.optimizer.learning_rate = 0.1  # Peak, for the global batch.
-  c.optimizer.momentum = 0.9  # sgd
+  c.optimizer.momentum = 0.9  # sgd, rmsprop
   c.optimizer.nesterov = False  # sgd
   c.optimizer.b1 = 0.9  # adam, adamw, lamb
-  c.optimizer.b2 = 0.999  # adamw, lamb
-  c.optimizer.eps = 1e-8  # adam, adamw, lamb
+  c.optimizer.b2 = 0.999  # adamw, lamb; rmsprop: the decay of its squared-gradient average
+  c.optimizer.eps = 1e-8  # adam, adamw, lamb, rmsprop (inside the square root)
   c.optimizer.weight_decay = 0.0
   # Parameters whose '/'-joined path matches are not decayed.
   c.optimizer.weight_decay_exclude = r".*(bias|scale)$"

@@ -44,7 +44,7 @@ def _opt_cfg(**kw):
   return c
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lamb"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lamb", "rmsprop"])
 def test_weight_decay_respects_mask(name):
   params = {"w": jnp.ones(3), "bias": jnp.ones(3)}
   tx = builder.make_optimizer(_opt_cfg(name=name, weight_decay=0.5, learning_rate=0.1),
@@ -107,3 +107,23 @@ def test_adam_with_l2_equals_torch_adam():
     tw.grad = torch.tensor(g)
     opt.step()
   np.testing.assert_allclose(params["w"], tw.detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_rmsprop_is_tensorflows(momentum):
+  """TF's RMSProp (the Inception recipe: decay 0.9, eps 1.0): ms from 1,
+  ms = rho ms + (1 - rho) g^2, mom = momentum mom + lr g / sqrt(ms + eps)."""
+  w = np.array([0.5, -1.0, 2.0])
+  grads = [np.array([0.1, 2.0, -0.3]), np.array([-0.2, 0.05, 4.0]), np.array([1.0, -1.0, 0.5])]
+  params = {"w": jnp.asarray(w, jnp.float32)}
+  tx = builder.make_optimizer(_opt_cfg(name="rmsprop", b2=0.9, eps=1.0, momentum=momentum),
+                              optax.constant_schedule(0.045), params)
+  state = tx.init(params)
+  ms, mom = np.ones(3), np.zeros(3)
+  for g in grads:
+    updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+    params = optax.apply_updates(params, updates)
+    ms = 0.9 * ms + 0.1 * g**2
+    mom = momentum * mom + 0.045 * g / np.sqrt(ms + 1.0)
+    w = w - mom
+  np.testing.assert_allclose(params["w"], w, rtol=1e-6)

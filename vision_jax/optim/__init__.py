@@ -9,6 +9,7 @@ OPTIMIZERS = Registry("optimizer", {
     "adam": f"{_B}:adam",
     "adamw": f"{_B}:adamw",
     "lamb": f"{_B}:lamb",
+    "rmsprop": f"{_B}:rmsprop",
     "grassmann_sgd": "vision_jax.optim.riemannian:grassmann_sgd",
     "frozen": f"{_B}:frozen",
 })

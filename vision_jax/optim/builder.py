@@ -72,6 +72,17 @@ def lamb(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6
                     mask=decay_mask)
 
 
+def rmsprop(learning_rate, *, b2: float = 0.9, eps: float = 1.0, momentum: float = 0.0,
+            weight_decay: float = 0.0, decay_mask=None):
+  """RMSProp as TensorFlow's (Tieleman & Hinton 2012; the Inception papers'
+  optimizer): v = b2 v + (1 - b2) g^2 from v_0 = 1, update lr g / sqrt(v + eps)
+  (eps inside the root), optional heavy-ball momentum, coupled L2 decay."""
+  return optax.chain(
+      optax.add_decayed_weights(weight_decay, decay_mask) if weight_decay else optax.identity(),
+      optax.rmsprop(learning_rate, decay=b2, eps=eps, initial_scale=1.0, eps_in_sqrt=True,
+                    momentum=momentum or None))
+
+
 def frozen(learning_rate):
   """No update at all (optax.set_to_zero): frozen parameters, e.g. mmdet's frozen_stages."""
   del learning_rate
