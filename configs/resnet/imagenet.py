@@ -10,6 +10,7 @@ Arguments: variant = r18 | r34 | r50 | r101 | r18d | r50d; batch = global batch 
 """
 from vision_jax import config as config_lib
 from vision_jax.data import imagenet
+from vision_jax.optim import recipes
 
 VARIANTS = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101",
             "r18d": "resnet18d", "r50d": "resnet50d"}
@@ -26,14 +27,7 @@ def get_config(arg=None):
   c.model.num_classes = 1000
   c.compute_dtype = "bfloat16"
 
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1 * arg.batch / 256
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 1e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 5.0
-  c.total_epochs = 90.0
+  recipes.imagenet_sgd(c, arg.batch)
   c.log_every_steps = 100
   c.eval_every_steps = 5000
   c.checkpoint_every_steps = 2000

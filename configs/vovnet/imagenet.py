@@ -27,6 +27,7 @@ Needs `imagenet2012` prepared as ArrayRecord in data_dir (see README).
 """
 from vision_jax import config as config_lib
 from vision_jax.data import imagenet
+from vision_jax.optim import recipes
 
 VARIANTS = {"39a": "vovnet39a", "57a": "vovnet57a", "19b_dw": "ese_vovnet19b_dw",
             "39b": "ese_vovnet39b", "57b": "ese_vovnet57b"}
@@ -89,10 +90,7 @@ def get_config(arg=None):
   c.model.num_classes = 1000
   c.compute_dtype = "bfloat16"
 
-  c.optimizer.learning_rate = 0.1 * arg.batch / 256
-  c.optimizer.weight_decay = 1e-4
-  c.schedule.warmup_epochs = 5.0
-  c.total_epochs = 90.0
+  recipes.imagenet_sgd(c, arg.batch)
   c.log_every_steps = 100
   c.eval_every_steps = 5000
   c.checkpoint_every_steps = 2000
