@@ -4,6 +4,7 @@ r"""Train-step throughput of the backbone zoo in vision_jax, against timm in PyT
   python bench/zoo_step.py --models vovnet39a,ese_vovnet19b_dw --steps 1 --reps 3
   python bench/zoo_step.py --json /tmp/zoo_step.json       # every family, default sizes
   python bench/zoo_step.py --models emo2_1m --emo-repo /path/to/EMOv2   # official EMOv2
+  python bench/zoo_step.py --flops-only                    # forward GMACs only, seconds
 
 For each model: one classification train step (forward + backward + SGD with
 momentum 0.9, no weight decay, 1000 classes, --batch random images at the model's
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--emo-repo", metavar="PATH", help="an EMOv2 checkout: its official model "
                  "is the reference for emo2_*")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch references")
+  p.add_argument("--flops-only", action="store_true", help="only the forward GMACs, no timing")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--json", metavar="PATH", help="write the numbers here")
   args = p.parse_args(argv)
@@ -90,10 +93,21 @@ def reference_model(name: str, args):
     import timm  # pylint: disable=import-outside-toplevel
     return timm.create_model(timm_name, num_classes=NUM_CLASSES).train()
   if name in OFFICIAL_EMO and args.emo_repo:
-    sys.path.insert(0, args.emo_repo)
-    from model.lib_emo import emo2  # pylint: disable=import-outside-toplevel,import-error
-    return getattr(emo2, OFFICIAL_EMO[name])(num_classes=NUM_CLASSES).train()
+    return getattr(official_emo2(args.emo_repo), OFFICIAL_EMO[name])(
+        num_classes=NUM_CLASSES).train()
   return None
+
+
+def official_emo2(checkout: str):
+  """model/lib_emo/emo2.py of an EMOv2 checkout. Its basic_modules.py imports
+  cv2, which the models never use: an empty module stands in when it is absent."""
+  try:
+    import cv2  # pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    sys.modules["cv2"] = types.ModuleType("cv2")
+  sys.path.insert(0, os.path.abspath(checkout))
+  from model.lib_emo import emo2  # pylint: disable=import-outside-toplevel,import-error
+  return emo2
 
 
 def logits_of(output):
@@ -140,7 +154,22 @@ def jax_forward_gmacs(model, size: int) -> float:
   return flops_of(forward.lower(variables, x).compile()) / 2e9
 
 
+def gmacs_only(name: str, args) -> dict:
+  """The forward GMACs of both sides, nothing timed."""
+  size = ZOO[name][0]
+  out = {"size": size, "gmacs": {"vision_jax": jax_forward_gmacs(
+      models.MODELS.get(name)(num_classes=NUM_CLASSES), size)},
+         "quoted_gmacs": ZOO[name][2], "quoted_source": ZOO[name][3]}
+  reference = None if args.no_torch else reference_model(name, args)
+  if reference is not None:
+    x = np.zeros((1, size, size, 3), np.float32)
+    out["gmacs"]["pytorch"] = TorchStep(reference, {"image": x, "labels": np.eye(1)}).forward_gmacs()
+  return out
+
+
 def bench_model(name: str, args, rng) -> dict:
+  if args.flops_only:
+    return gmacs_only(name, args)
   size = ZOO[name][0]
   model = models.MODELS.get(name)(num_classes=NUM_CLASSES)
   batch = classification_batch(rng, args.batch, size)
@@ -167,11 +196,19 @@ def bench_model(name: str, args, rng) -> dict:
 
 def print_table(results: dict) -> None:
   a = results["args"]
-  print(f"\nbatch {a['batch']}, {a['steps']} timed steps x {a['reps']} repetitions; median "
-        "img/s; GMACs = forward FLOPs / 2 per image")
-  print(f"{'model':<20} {'px':>4} {'params':>12} {'jax img/s':>9} {'torch img/s':>11} "
-        f"{'ratio':>6} {'CPU':>5} {'GMACs jax':>9} {'torch':>6} {'quoted':>7}")
+  if a["flops_only"]:
+    print("\nforward GMACs (FLOPs / 2) per image, eval mode")
+  else:
+    print(f"\nbatch {a['batch']}, {a['steps']} timed steps x {a['reps']} repetitions; median "
+          "img/s; GMACs = forward FLOPs / 2 per image")
+    print(f"{'model':<20} {'px':>4} {'params':>12} {'jax img/s':>9} {'torch img/s':>11} "
+          f"{'ratio':>6} {'CPU':>5} {'GMACs jax':>9} {'torch':>6} {'quoted':>7}")
   for name, r in results["models"].items():
+    if "vision_jax" not in r:  # --flops-only
+      torch_gmacs = f"{r['gmacs']['pytorch']:6.2f}" if "pytorch" in r["gmacs"] else "-"
+      print(f"{name:<20} {r['size']:>4} GMACs: vision_jax {r['gmacs']['vision_jax']:.3f}, "
+            f"PyTorch {torch_gmacs}, quoted {r['quoted_gmacs'] or '-'} {r['quoted_source']}")
+      continue
     torch_rate = f"{r['pytorch']['img_s']:11.2f}" if "pytorch" in r else f"{'-':>11}"
     ratio = f"{r['ratio']:5.2f}x" if "ratio" in r else f"{'-':>6}"
     torch_gmacs = f"{r['gmacs']['pytorch']:6.2f}" if "pytorch" in r["gmacs"] else f"{'-':>6}"
@@ -192,13 +229,16 @@ def main(argv=None) -> dict:
   results = {"args": vars(args), "jax": jax.__version__, "cores": CORES, "models": {}}
   for name in args.models.split(","):
     results["models"][name] = r = bench_model(name, args, rng)
+    if args.flops_only:
+      continue
     print(f"{name}: vision_jax {r['vision_jax']['img_s']:.2f} img/s"
           + (f", pytorch {r['pytorch']['img_s']:.2f} img/s, ratio {r['ratio']:.2f}x"
              if "ratio" in r else "") + f" (compiled in {r['compile_s']:.0f} s)", flush=True)
+    if args.json:  # After every model, so a failure keeps what was measured.
+      with open(args.json, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
   print_table(results)
   if args.json:
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(results, f, indent=1)
     print(f"wrote {args.json}")
   return results
 
