@@ -140,7 +140,7 @@ def test_two_local_processes_train_the_digits_demo_like_one(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert single.returncode == 0, single.stderr[-3000:]
   one, two = train_rows(tmp_path / "single"), train_rows(tmp_path / "multi")
-  assert sorted(one) == sorted(two) == list(range(1, 12))  # 1,437 digits // 128: 11 steps.
+  assert sorted(one) == sorted(two) == list(range(1, 12))  # 1,438 digits // 128: 11 steps.
   for step in one:
     np.testing.assert_allclose(two[step]["train/loss"], one[step]["train/loss"], rtol=1e-5)
   assert one[11]["train/loss"] < one[1]["train/loss"]

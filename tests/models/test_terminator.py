@@ -114,7 +114,7 @@ def test_trains_on_digits(tmp_path):
     del config.model[key]
   config.model.update({**SMALL, "in_channels": (1,), "bottleneck_factors": (4,),
                        "num_concat_pre": (0,), "dropout": (0.05,), "global_layers": (1,)})
-  config.data.eval_batch_size = 120  # Divides the 360 test digits.
+  config.data.eval_batch_size = 120  # Divisible by the 8 test devices.
   final = train.run(config, str(tmp_path))
   rows = [r for r in metrics.read_metrics(tmp_path) if "train/loss" in r]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"] - 0.05

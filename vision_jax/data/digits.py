@@ -3,7 +3,7 @@
 1,797 real 8x8 grey-scale scans of the digits 0-9 (UCI optdigits test set, as
 shipped inside scikit-learn, so nothing is downloaded). Pixel values 0..16 are
 scaled to 0..255 and stored PNG-encoded like any TFDS image dataset; a fixed,
-class-stratified 80/20 split gives 1,437 train and 360 test examples.
+class-stratified 80/20 split gives 1,438 train and 359 test examples.
 Splits `{train,test}_0to4` and `{train,test}_5to9` hold the digits 0-4 and 5-9
 of those (labels unchanged): a source task and a disjoint target task for
 transfer experiments.

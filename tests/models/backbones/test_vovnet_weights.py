@@ -47,6 +47,17 @@ def test_ese_vovnet19b_dw_logits_equal_timm(size):
   _assert_close(got, want)
 
 
+def test_ese_vovnet39b_logits_equal_timm_at_its_default_size():
+  """The full `b` model: 5 convs per block, residuals on second blocks, eSE."""
+  reference = _reference("ese_vovnet39b", seed=7, num_classes=10)
+  variables = vovnet_weights.convert_state_dict(_state(reference))
+  x = _images((1, 3, 224, 224), seed=7)
+  with torch.no_grad():
+    want = reference(torch.from_numpy(x)).numpy()
+  got, _ = jax.jit(vovnet.ese_vovnet39b(num_classes=10).apply)(variables, _nhwc(x))
+  _assert_close(got, want)
+
+
 def test_v1_logits_equal_timms_vovnet_without_residual_or_ese():
   """The `a` models' path (plain OSA blocks, no residual, no eSE, 2-block stages)
   on a narrow timm VovNet, cheaper than vovnet39a itself."""
