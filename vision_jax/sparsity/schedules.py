@@ -1,0 +1,32 @@
+"""Pruning schedules.
+
+- GMP (Zhu & Gupta, "To prune, or not to prune", arXiv:1710.01878, Eq. 1):
+  s_t = s_f + (s_i - s_f) (1 - p)^3, p = clip((t - t_0) / (t_end - t_0), 0, 1);
+  masks are recomputed every `frequency` steps.
+- The drop ("death") fraction of RigL / SET / GraNet updates, cosine-annealed
+  (Evci et al., arXiv:1911.11134; Liu et al., GraNet, arXiv:2106.10404):
+  r_t = r_min + (r_0 - r_min) (1 + cos(pi t / T)) / 2, GraNet's r_0 = 0.5,
+  r_min = 0.005.
+"""
+import math
+
+
+def gmp_sparsity(step: int, final: float, begin: int, end: int, initial: float = 0.0) -> float:
+  """The target sparsity of GMP's cubic schedule at `step`."""
+  if end <= begin:
+    raise ValueError(f"GMP needs end > begin, got begin={begin}, end={end}.")
+  progress = min(max((step - begin) / (end - begin), 0.0), 1.0)
+  return final + (initial - final) * (1.0 - progress) ** 3
+
+
+def gmp_updates_at(step: int, begin: int, end: int, frequency: int) -> bool:
+  """Whether GMP recomputes its masks at `step`: every `frequency` steps from
+  `begin` to `end`, both included."""
+  return begin <= step <= end and (step - begin) % frequency == 0
+
+
+def cosine_drop_fraction(step: int, total: int, initial: float = 0.5,
+                         final: float = 0.005) -> float:
+  """The fraction of active weights a drop-and-grow update replaces at `step`."""
+  t = min(max(step / total, 0.0), 1.0)
+  return final + (initial - final) * (1.0 + math.cos(math.pi * t)) / 2.0
