@@ -269,7 +269,14 @@ def _check_spec(spec, where: str, table, skip=(), extra=()) -> None:
   if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
     raise ConfigError(f"'{where}': expected a dict with a 'name', got {spec!r}.")
   factory = _lookup(table, spec["name"], f"{where}.name")
-  check_arguments(factory, {k: v for k, v in spec.items() if k != "name"}, where, skip, extra)
+  args = {k: v for k, v in spec.items() if k != "name"}
+  check_arguments(factory, args, where, skip, extra)
+  validate = getattr(factory, "validate", None)  # Factories taking **args check them here.
+  if validate is not None:
+    try:
+      validate(args)
+    except ValueError as e:
+      raise ConfigError(f"'{where}' ({spec['name']}): {e}") from None
 
 
 def check_optimizer(opt_cfg) -> None:

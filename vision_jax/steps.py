@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from vision_jax.batch import COUNT_PREFIX, MASK, SKIPPED
+from vision_jax.optim import transforms as optim_transforms
 from vision_jax.tasks.base import StepContext, Teacher
 
 State = dict[str, Any]
@@ -32,8 +33,10 @@ def make_init(model: nn.Module, tx: optax.GradientTransformation, inputs: tuple,
     variables = dict(model.init({"params": init_rng, "dropout": init_rng}, *examples,
                                 train=False))
     params = variables.pop("params")
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "model_state": variables,
-            "opt_state": tx.init(params), "rng": train_rng}
+    opt_state = tx.init(params)
+    return {"step": jnp.zeros((), jnp.int32),
+            "params": optim_transforms.project_params(opt_state, params),
+            "model_state": variables, "opt_state": opt_state, "rng": train_rng}
 
   return init
 
@@ -124,9 +127,12 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation,
       (grads, metrics, model_state), _ = jax.lax.scan(
           body, (zeros, metric_zeros, state["model_state"]), (jnp.arange(accum_steps), micro))
     updates, opt_state = tx.update(grads, state["opt_state"], params)
-    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
+    new_params = optax.apply_updates(params, updates)
+    new_state = {"step": state["step"] + 1, "params": new_params,
                  "model_state": model_state, "opt_state": opt_state, "rng": state["rng"]}
     metrics = {f"train/{k}": v for k, v in metrics.items()}
+    metrics.update({f"train/{k}": v for k, v in
+                    optim_transforms.state_metrics(opt_state, new_params).items()})
     metrics.update({"train/learning_rate": schedule(state["step"]),
                     "train/grad_norm": optax.global_norm(grads), **data_counts(batch)})
     return new_state, metrics

@@ -177,7 +177,8 @@ def _build(config, mesh, model, task, train_data, workdir, mode) -> Setup:
   param_shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), *[jnp.zeros((1, *x.shape), x.dtype) for x in inputs],
       train=False)["params"])
-  tx = builder.make_optimizer(config.optimizer, schedule, param_shapes)
+  tx = builder.make_optimizer(config.optimizer, schedule, param_shapes, {
+      "total_steps": total, "steps_per_epoch": per_epoch, "seed": config.seed})
   init_fn = steps.make_init(model, tx, inputs, config.seed)
   state_shardings = sharding.tree_shardings(jax.eval_shape(init_fn), mesh,
                                             partition_rules(config, model))

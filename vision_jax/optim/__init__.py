@@ -24,4 +24,5 @@ SCHEDULES = Registry("schedule", {
 TRANSFORMS = Registry("optimizer transform", {
     "clip_by_global_norm": "vision_jax.optim.transforms:clip_by_global_norm",
     "zero_nans": "vision_jax.optim.transforms:zero_nans",
+    "sparsity": "vision_jax.sparsity.transform:sparsity",
 })

@@ -118,10 +118,38 @@ def group_labels(params, patterns: list[str]) -> Any:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def make_optimizer(opt_cfg, schedule: optax.Schedule, params) -> optax.GradientTransformation:
-  """The optimizer for `params` (a pytree or its shapes); `schedule` gives the lr.
-  Raises ConfigError for a group that claims no parameter or a spec its
-  parameters cannot take (e.g. Grassmann SGD on a vector)."""
+def transform_arguments(spec: dict, factory, run: dict | None, where: str) -> dict:
+  """A transform spec's arguments: `<x>_epochs` become `<x>_steps` with the
+  run's steps per epoch, and the run facts (`total_steps`, `seed`) the
+  factory takes fill in where the spec leaves them out."""
+  run = dict(run or {})
+  args = {}
+  for key, value in spec.items():
+    if key == "name":
+      continue
+    if key.endswith("_epochs") and value is not None:
+      if run.get("steps_per_epoch") is None:
+        raise ConfigError(f"'{where}.{key}' needs the run's steps per epoch; give "
+                          f"'{key[:-7]}_steps' instead.")
+      key, value = f"{key[:-7]}_steps", int(round(value * run["steps_per_epoch"]))
+      if key in spec:
+        raise ConfigError(f"Set only one of '{where}.{key}' and '{where}.{key[:-6]}_epochs'.")
+    args[key] = value
+  accepted = inspect.signature(factory).parameters
+  takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+  for key in ("total_steps", "seed"):
+    if key not in args and run.get(key) is not None and (key in accepted or takes_any):
+      args[key] = run[key]
+  return args
+
+
+def make_optimizer(opt_cfg, schedule: optax.Schedule, params,
+                   run: dict | None = None) -> optax.GradientTransformation:
+  """The optimizer for `params` (a pytree or its shapes); `schedule` gives the lr;
+  `run` holds the run's `total_steps`, `steps_per_epoch` and `seed` for the
+  transforms that need them. Raises ConfigError for a group that claims no
+  parameter or a spec its parameters cannot take (e.g. Grassmann SGD on a
+  vector)."""
   config_lib.check_optimizer(opt_cfg)
   mask = lambda p: decay_mask(p, opt_cfg.weight_decay_exclude)
   top = {"name": opt_cfg.name}
@@ -148,9 +176,14 @@ def make_optimizer(opt_cfg, schedule: optax.Schedule, params) -> optax.GradientT
     tx = optax.multi_transform(optimizers, lambda p: group_labels(p, patterns))
   if opt_cfg.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt_cfg.grad_clip_norm), tx)
-  for spec in opt_cfg.transforms:
+  for i, spec in enumerate(opt_cfg.transforms):
     spec = config_lib.spec_dict(spec)
-    tx = optim.TRANSFORMS.get(spec["name"])(tx, **{k: v for k, v in spec.items() if k != "name"})
+    factory = optim.TRANSFORMS.get(spec["name"])
+    where = f"optimizer.transforms[{i}]"
+    try:
+      tx = factory(tx, **transform_arguments(spec, factory, run, where))
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"'{where}' ({spec['name']}): {e}") from None
   try:
     jax.eval_shape(tx.init, params)
   except ValueError as e:
