@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from vision_jax import metrics
 from test_train import assert_trees_equal, saved_state
@@ -16,9 +17,9 @@ from test_train import assert_trees_equal, saved_state
 TINY = pathlib.Path(__file__).parent / "tiny_config.py"
 
 
-def launch(workdir, *flags, devices=8, log=None):
+def launch(workdir, *flags, devices=8, log=None, config=f"{TINY}"):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  cmd = [sys.executable, "-m", "vision_jax.main", f"--config={TINY}", f"--workdir={workdir}",
+  cmd = [sys.executable, "-m", "vision_jax.main", f"--config={config}", f"--workdir={workdir}",
          *flags]
   out = open(log or os.devnull, "w")
   return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -66,18 +67,24 @@ LONG = ["--config.total_steps=60", "--config.checkpoint_every_steps=10",
 
 
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
-  straight = launch(tmp_path / "straight", *LONG)
+  """With GraNet's pruning and regrowth on (`tiny_config.py:sparse`): the
+  masks in the optimizer state resume exactly too."""
+  sparse = f"{TINY}:sparse"
+  straight = launch(tmp_path / "straight", *LONG, config=sparse)
   finish(straight)
-  killed = launch(tmp_path / "killed", *LONG, log=tmp_path / "killed.log")
+  killed = launch(tmp_path / "killed", *LONG, log=tmp_path / "killed.log", config=sparse)
   wait_for_checkpoint(killed, tmp_path / "killed")
   killed.send_signal(signal.SIGKILL)
   killed.wait()
   assert logged_steps(tmp_path / "killed") < 60, "the run finished before it could be killed"
-  resumed = launch(tmp_path / "killed", *LONG, log=tmp_path / "resumed.log")
+  resumed = launch(tmp_path / "killed", *LONG, log=tmp_path / "resumed.log", config=sparse)
   finish(resumed)
   assert "Resumed from" in (tmp_path / "resumed.log").read_text()
-  assert_trees_equal(saved_state(tmp_path / "straight"), saved_state(tmp_path / "killed"))
+  state = saved_state(tmp_path / "straight")
+  assert_trees_equal(state, saved_state(tmp_path / "killed"))
   assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "killed")
+  rows = train_rows(tmp_path / "straight")
+  assert rows[60]["train/sparsity/masks"] == pytest.approx(0.7, abs=1e-3)  # Density 0.3.
 
 
 def test_sigterm_saves_a_restorable_checkpoint(tmp_path):

@@ -33,6 +33,14 @@ def tiny_config(**overrides):
   return c
 
 
+# GraNet on every kernel but the stem's and head's: random 60% masks pruned to 30% by
+# step 40, drop-and-grow every 5 steps (exercises every mask update).
+SPARSE = {"name": "sparsity", "method": "granet", "density": 0.3, "initial_density": 0.6,
+          "exclude": "(stem_conv|head)/kernel", "begin_steps": 5, "end_steps": 40, "frequency_steps": 5}
+
+
 def get_config(arg=None):
-  del arg
-  return tiny_config()
+  """`tiny_config.py` or `tiny_config.py:sparse` (with SPARSE)."""
+  if arg not in (None, "", "sparse"):
+    raise ValueError(f"tiny_config takes no argument or 'sparse', got {arg!r}.")
+  return tiny_config(**({"optimizer.transforms": (SPARSE,)} if arg == "sparse" else {}))

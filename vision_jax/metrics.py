@@ -132,9 +132,15 @@ def first_nonfinite(losses: list[tuple[int, float]]) -> None:
                                f"checkpoint is kept; lower the learning rate or inspect the batch.")
 
 
+# Metrics that describe the state after a step (e.g. the measured sparsity):
+# logged at their last value, not averaged over the steps since the last line.
+GAUGE_PREFIXES = ("train/sparsity/",)
+
+
 def summarize(history: list[dict[str, np.ndarray]]) -> dict[str, float]:
-  """Means of per-step metric dicts (already on host)."""
-  return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+  """Means of per-step metric dicts (already on host); gauges: the last value."""
+  return {k: float(history[-1][k] if k.startswith(GAUGE_PREFIXES) else np.mean([h[k] for h in history]))
+          for k in history[0]}
 
 
 class _LibraryInfoFilter(pylogging.Filter):

@@ -24,6 +24,7 @@ from vision_jax.data import pipeline
 from vision_jax.evaluators import pictures as pictures_lib
 from vision_jax.models import features
 from vision_jax.optim import builder
+from vision_jax.sparsity import accounting
 from vision_jax.tasks import base as tasks_base
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -74,6 +75,7 @@ class Setup:
   init_fn: Any
   state_shardings: Any
   teachers: dict[str, tasks_base.Teacher]  # Frozen models of config.teachers, loaded.
+  inputs: tuple  # The model's inputs for one example (shapes and dtypes).
 
   def close(self) -> None:
     if self.train_data is not None:
@@ -187,7 +189,7 @@ def _build(config, mesh, model, task, train_data, workdir, mode) -> Setup:
                                    sharding.replicated(mesh), name)
       for name, node in _teacher_nodes(config).items()}
   return Setup(config, mesh, model, task, train_data, evaluators, total, tx, schedule, init_fn,
-               state_shardings, teachers)
+               state_shardings, teachers, inputs)
 
 
 def partition_rules(config, model) -> list[tuple]:
@@ -356,6 +358,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") ->
     s.close()
 
 
+def _log_sparsity(s: Setup, state: dict, workdir: str) -> None:
+  """Per-layer parameters, densities and FLOPs of a sparse run, logged and
+  written to `sparsity.json` (no-op without sparsity masks)."""
+  rows = accounting.state_table(s.model, s.inputs, state)
+  if rows is None:
+    return
+  metrics_lib.log(f"Sparse model at step {int(state['step'])}:\n{accounting.format_table(rows)}")
+  if jax.process_index() == 0:
+    files.write_atomic(os.path.join(workdir, "sparsity.json"),
+                       json.dumps([{**r, "shape": list(r["shape"])} for r in rows], indent=1))
+
+
 def _checked(pending: list[dict], step: int) -> list[dict]:
   """Host copies of the metrics of steps (step - len(pending), step]; raises at
   the first non-finite loss, naming its step."""
@@ -373,6 +387,7 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
   step = int(state["step"])
   if jax.process_index() == 0:
     files.write_atomic(os.path.join(workdir, "config.json"), c.to_json_best_effort(indent=1))
+  _log_sparsity(s, state, workdir)
   train_step = compile_train_step(s)
   finite = jax.jit(steps.all_finite)
   evaluators = s.evaluators

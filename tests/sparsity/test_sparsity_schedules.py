@@ -16,9 +16,11 @@ def test_gmp_cubic_schedule_reference_values():
     schedules.gmp_sparsity(0, 0.9, begin=10, end=10)
 
 
-def test_gmp_updates_every_frequency_steps_between_begin_and_end():
+def test_masks_update_every_frequency_steps_from_begin_and_at_end():
   steps = [t for t in range(0, 400) if schedules.updates_at(t, 100, 300, 50)]
   assert steps == [100, 150, 200, 250, 300]
+  steps = [t for t in range(0, 400) if schedules.updates_at(t, 7, 46, 10)]
+  assert steps == [7, 17, 27, 37, 46]  # The end too: the cubic's target is reached.
 
 
 def test_cosine_drop_fraction_from_half_to_graNets_floor():

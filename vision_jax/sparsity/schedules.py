@@ -27,9 +27,9 @@ def gmp_sparsity(step, final: float, begin: int, end: int, initial: float = 0.0)
 
 
 def updates_at(step, begin: int, end: int, frequency: int):
-  """Whether masks change at `step`: every `frequency` steps from `begin` to
-  `end`, both included."""
-  return (begin <= step) & (step <= end) & ((step - begin) % frequency == 0)
+  """Whether masks change at `step`: every `frequency` steps from `begin`, and
+  at `end` itself (so a schedule ends at its target however the steps fall)."""
+  return (begin <= step) & (step <= end) & (((step - begin) % frequency == 0) | (step == end))
 
 
 def cosine_drop_fraction(step, total: int, initial: float = 0.5, final: float = 0.005):
