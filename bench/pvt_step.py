@@ -89,12 +89,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- vision_jax side
 
-def trainer_optimizer(param_shapes, lr: float, weight_decay: float, name: str = "adamw"):
+def trainer_optimizer(param_shapes, lr: float, weight_decay: float, name: str = "adamw",
+                      transforms: tuple = ()):
   """The trainer's optimizer `name` (optim.builder; SGD with momentum 0.9) with a
-  constant schedule."""
+  constant schedule and `config.optimizer.transforms` = `transforms`."""
   cfg = config_lib.base_config()
   cfg.optimizer.name, cfg.optimizer.learning_rate = name, lr
   cfg.optimizer.weight_decay = weight_decay
+  cfg.optimizer.transforms = tuple(transforms)
   cfg.schedule.name = "constant"
   schedule = builder.make_schedule(cfg.schedule, lr, total_steps=1000, warmup_steps=0)
   return builder.make_optimizer(cfg.optimizer, schedule, param_shapes), schedule
@@ -121,14 +123,15 @@ def flops_of(compiled) -> float:
 
 class JaxStep:
   """A vision_jax model + task trained by `steps.make_train_step` on one fixed batch
-  (`optimizer`: a name of the trainer's optimizer table)."""
+  (`optimizer`: a name of the trainer's optimizer table; `transforms`: the
+  config's optimizer transforms, e.g. sparsity)."""
 
   def __init__(self, model, task, batch: dict, lr: float, weight_decay: float, seed: int,
-               optimizer: str = "adamw"):
+               optimizer: str = "adamw", transforms: tuple = ()):
     image_shape = batch[IMAGE].shape[1:]
     param_shapes = jax.eval_shape(lambda: model.init(
         jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)["params"])
-    tx, schedule = trainer_optimizer(param_shapes, lr, weight_decay, optimizer)
+    tx, schedule = trainer_optimizer(param_shapes, lr, weight_decay, optimizer, transforms)
     inputs = (jax.ShapeDtypeStruct(image_shape, jnp.float32),)
     self.state = jax.jit(steps.make_init(model, tx, inputs, seed))()
     self.batch = jax.device_put(batch)

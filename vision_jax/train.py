@@ -359,8 +359,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") ->
 
 
 def _log_sparsity(s: Setup, state: dict, workdir: str) -> None:
-  """Per-layer parameters, densities and FLOPs of a sparse run, logged and
-  written to `sparsity.json` (no-op without sparsity masks)."""
+  """Per-layer parameters, densities and FLOPs of a sparse run (at its start
+  and end), logged and written to `sparsity.json`, the latest kept (no-op
+  without sparsity masks)."""
   rows = accounting.state_table(s.model, s.inputs, state)
   if rows is None:
     return
@@ -425,4 +426,5 @@ def _loop(s: Setup, ckpt, writer, stop: StopSignal, workdir: str) -> dict[str, f
     if stopping:
       metrics_lib.log(f"Stopped at step {step}; checkpoint saved.")
       break
+  _log_sparsity(s, state, workdir)
   return {"step": step, **results}

@@ -26,9 +26,13 @@ def test_gmp_on_digits_reaches_80_percent_sparsity_within_margin_of_dense(tmp_pa
   dense = train.run(tiny_config(**SHORT), str(tmp_path / "dense"))
   sparse = train.run(tiny_config(**SHORT, **{"optimizer.transforms": (GMP_80,)}),
                      str(tmp_path / "gmp"))
-  table = json.loads((tmp_path / "gmp" / "sparsity.json").read_text())
+  table = json.loads((tmp_path / "gmp" / "sparsity.json").read_text())  # The final masks.
   masked = [r for r in table if r["layer"] not in ("total", "stem_conv/kernel", "head/kernel")]
+  assert len(masked) == 5
   kept = sum(round(r["params"] * 0.2) for r in masked)  # Per layer: round(n_l (1 - s)).
+  assert [r["nonzero"] for r in masked] == [round(r["params"] * 0.2) for r in masked]
+  assert table[-1]["nonzero"] == table[-1]["params"] - sum(r["params"] for r in masked) + kept
+  assert table[-1]["sparse_flops"] < table[-1]["flops"]
   target = 1 - kept / sum(r["params"] for r in masked)
   assert sparse["train/sparsity/measured"] == sparse["train/sparsity/masks"] == pytest.approx(
       target, abs=1e-7)
@@ -38,7 +42,6 @@ def test_gmp_on_digits_reaches_80_percent_sparsity_within_margin_of_dense(tmp_pa
           if "train/sparsity/masks" in r}
   assert rows[10] == pytest.approx(0.0, abs=1e-6)  # Step 10 prunes to s_i = 0.
   assert 0.0 < rows[20] < rows[30] < rows[40] < rows[50] == pytest.approx(target, abs=1e-7)
-  assert len(masked) == 5 and all(r["density"] == 1.0 for r in masked)  # Dense at step 0.
   s = train.setup(tiny_config(**SHORT))
   s.close()
   assert table[-1]["params"] == sum(x.size for x in jax.tree.leaves(
