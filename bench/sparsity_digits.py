@@ -5,6 +5,7 @@ table of test accuracy (mean ± std over seeds), non-zeros and FLOPs.
   python bench/sparsity_digits.py --experiment random --seeds 0 1 2 --epochs 15
   python bench/sparsity_digits.py --experiment zhu_gupta   # large-sparse vs small-dense
   python bench/sparsity_digits.py --experiment dst         # GraNet vs GMP vs RigL
+  python bench/sparsity_digits.py --experiment sift        # Sparse-IFT vs dense
 
 Each arm is a config argument string; --arms overrides the experiment's list.
 """
@@ -29,6 +30,9 @@ EXPERIMENTS = {
     "zhu_gupta": ["method=gmp,density=0.1,width=16", "method=dense,width=5", "method=dense"],
     # Dynamic sparse training at 90% / 95%.
     "dst": [f"method={m},density={d}" for d in (0.1, 0.05) for m in ("granet", "gmp", "rigl")],
+    # Sparse-IFT at s = 0.5 / 0.75 against the dense network of equal FLOPs.
+    "sift": ["method=dense", *[f"method=sift_{f},density={d}" for d in (0.5, 0.25)
+                               for f in ("wide", "parallel")]],
 }
 
 

@@ -3,7 +3,9 @@ r"""Sparse training on scikit-learn's digits: every method on the embedded data.
   python -m vision_jax.main --config=configs/sparsity/digits.py:method=rigl,density=0.1 \
       --workdir=/tmp/rigl
 
-Arguments: method = dense | uniform | erk | er | gmp | rigl | set | granet;
+Arguments: method = dense | uniform | erk | er | gmp | rigl | set | granet |
+sift_wide | sift_parallel | sift_factorized | sift_doped (Sparse-IFT, at
+sparsity 1 - density, trained with RigL);
 density = the share of the masked weights kept; width = the ResNet-18's base
 width (16: the dense digits demo; large-sparse vs small-dense compares
 widths at equal non-zeros); epochs; seed. Every kernel but the stem's and
@@ -17,13 +19,19 @@ schedule, regrowing (0.5 -> 0.005) every 10 steps.
 """
 import os
 
-from vision_jax import config as config_lib
+import jax
+import jax.numpy as jnp
+
+from vision_jax import config as config_lib, models
+from vision_jax.layers import sparse_ift
+from vision_jax.sparsity import isoflop
 
 DIGITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resnet",
                       "digits.py")
 
 STATIC = ("uniform", "erk", "er")
-METHODS = ("dense", *STATIC, "gmp", "rigl", "set", "granet")
+SPARSE_IFT = ("sift_wide", "sift_parallel", "sift_factorized", "sift_doped")
+METHODS = ("dense", *STATIC, "gmp", "rigl", "set", "granet", *SPARSE_IFT)
 
 
 def sparsity_spec(method: str, density: float, total_epochs: float) -> dict:
@@ -41,6 +49,28 @@ def sparsity_spec(method: str, density: float, total_epochs: float) -> dict:
           "initial_density": min(1.0, 2.0 * density), **schedule}
 
 
+def sparse_ift_spec(c, family: str, density: float) -> dict:
+  """Sparse-IFT `family` at sparsity 1 - density on config `c`'s ResNet,
+  trained with RigL as the official code (uniform densities, every kernel but
+  the stem's and head's, drop 0.3 cosine, updates until 80% of training;
+  the doped family's low-rank factors dense; Sparse Wide's density solved
+  for the dense network's FLOPs)."""
+  c.model.sparse_ift = family
+  c.model.sparse_ift_sparsity = 1.0 - density
+  exclude = r"(stem_conv|head)/kernel"
+  if family == "doped":
+    exclude = f"({exclude}|{sparse_ift.DOPED_DENSE})"
+  if family == "wide":
+    make = models.MODELS.get(c.model.name)
+    args = {k: v for k, v in c.model.items() if k != "name"}
+    inputs = (jax.ShapeDtypeStruct((16, 16, 1), jnp.float32),)
+    density = isoflop.wide_density(make(**{**args, "sparse_ift": "dense"}), make(**args), inputs,
+                                   exclude=exclude)
+  return {"name": "sparsity", "method": "rigl", "density": density, "distribution": "uniform",
+          "exclude": exclude, "drop_fraction": 0.3, "frequency_steps": 10,
+          "end_epochs": 0.8 * c.total_epochs}
+
+
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, method="dense", density=0.1, width=16, epochs=30.0, seed=0)
   if arg.method not in METHODS:
@@ -49,6 +79,8 @@ def get_config(arg=None):
   c.seed = arg.seed
   c.model.width = arg.width
   c.total_epochs = arg.epochs
-  if arg.method != "dense":
+  if arg.method in SPARSE_IFT:
+    c.optimizer.transforms = (sparse_ift_spec(c, arg.method[len("sift_"):], arg.density),)
+  elif arg.method != "dense":
     c.optimizer.transforms = (sparsity_spec(arg.method, arg.density, arg.epochs),)
   return c
