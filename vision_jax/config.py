@@ -170,6 +170,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.end_factor = 0.0  # cosine: final lr / peak lr.
   c.schedule.boundaries = (0.5, 0.75)  # step: fractions of training.
   c.schedule.decay_factor = 0.1  # step: lr multiplier at each boundary.
+  # Restart the schedule (warmup included) every this many steps, each cycle
+  # a whole schedule of that length (e.g. iterative pruning's retraining cycles).
+  c.schedule.cycle_steps = config_dict.placeholder(int)
+  c.schedule.cycle_epochs = config_dict.placeholder(float)
   return c
 
 
@@ -371,6 +375,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_schema(config, base_config(), "")
   _check_duration(config, "total", "", required=True)
   _check_duration(config.schedule, "warmup", "schedule.", required=False)
+  _check_duration(config.schedule, "cycle", "schedule.", required=False)
   for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     if config[key] < 1:
       raise ConfigError(f"{key!r} must be >= 1, got {config[key]}.")

@@ -127,7 +127,7 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation,
       (grads, metrics, model_state), _ = jax.lax.scan(
           body, (zeros, metric_zeros, state["model_state"]), (jnp.arange(accum_steps), micro))
     updates, opt_state = tx.update(grads, state["opt_state"], params)
-    new_params = optax.apply_updates(params, updates)
+    new_params = optim_transforms.after_update(opt_state, optax.apply_updates(params, updates))
     new_state = {"step": state["step"] + 1, "params": new_params,
                  "model_state": model_state, "opt_state": opt_state, "rng": state["rng"]}
     metrics = {f"train/{k}": v for k, v in metrics.items()}

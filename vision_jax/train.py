@@ -175,7 +175,9 @@ def _build(config, mesh, model, task, train_data, workdir, mode) -> Setup:
   inputs = example_inputs(task, template)
   total = config_lib.resolve_steps(config, "total", per_epoch)
   warmup = config_lib.resolve_steps(config.schedule, "warmup", per_epoch) or 0
-  schedule = builder.make_schedule(config.schedule, config.optimizer.learning_rate, total, warmup)
+  cycle = config_lib.resolve_steps(config.schedule, "cycle", per_epoch)
+  schedule = builder.make_schedule(config.schedule, config.optimizer.learning_rate, total, warmup,
+                                   cycle)
   param_shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), *[jnp.zeros((1, *x.shape), x.dtype) for x in inputs],
       train=False)["params"])

@@ -9,7 +9,7 @@ import pytest
 from vision_jax import config as config_lib
 from vision_jax.errors import ConfigError
 from vision_jax.optim import builder, transforms as optim_transforms
-from vision_jax.sparsity import masks, transform
+from vision_jax.sparsity import masks, rules, transform
 
 
 def make_params():
@@ -169,3 +169,50 @@ def test_epoch_keys_become_steps_and_total_steps_fills_in():
   assert changed == [4, 8, 12, 16, 20, 24, 28]  # Every 4 steps until 0.75 x 40 = 30.
   with pytest.raises(ConfigError, match="needs the run's steps per epoch"):
     builder.make_optimizer(cfg, optax.constant_schedule(0.1), make_params())
+
+
+def test_imp_prunes_each_cycle_and_rewinds_exactly_to_step_k():
+  params = make_params()
+  tx = transform.sparsity(optax.sgd(0.05, momentum=0.9), "imp", density=0.25, cycle_steps=10,
+                          rewind_steps=3, prune_fraction=0.5, include="conv/kernel")
+  state = tx.init(params)
+  step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+  after = jax.jit(optim_transforms.after_update)
+  history = {}
+  for t in range(1, 36):
+    grads = jax.tree.map(lambda x: jax.random.normal(jax.random.PRNGKey(t), x.shape), params)
+    updates, state = step(params, state, grads)
+    params = after(state, optax.apply_updates(params, updates))
+    history[t] = (params, state)
+  size = 3 * 3 * 8 * 16
+  kept = {t: int(h[1].selected()["conv/kernel"].sum()) for t, h in history.items()}
+  assert (kept[9], kept[10], kept[19], kept[20], kept[30], kept[35]) == (
+      size, size // 2, size // 2, size // 4, size // 4, size // 4)  # Stops at the target.
+  for t in (10, 20):  # Every parameter back at its step-3 value, the pruned ones at 0.
+    rewound, mask = history[t][0], history[t][1].selected()["conv/kernel"]
+    np.testing.assert_array_equal(rewound["stem"]["kernel"], history[3][0]["stem"]["kernel"])
+    np.testing.assert_array_equal(rewound["conv"]["kernel"],
+                                  np.where(mask, history[3][0]["conv"]["kernel"], 0))
+    assert all(not np.any(x) for x in jax.tree.leaves(history[t][1].inner))  # Fresh momentum.
+
+
+def test_ap_removes_the_negative_weights_that_moved_least():
+  weights = {"a": jnp.array([5.0, -4.0, -3.0, 0.5, -6.0, 2.0, -2.5, 7.0])}
+  reference = {"a": jnp.array([5.0, -1.0, -2.9, 0.5, -6.1, 0.0, -0.5, 7.0])}
+  active = {"a": jnp.ones(8, bool)}
+  # Keep 5 of 8, one of the 3 removals AP's (floor(0.2 x 8) = 1): magnitude keeps
+  # the 6 largest |w| (drops 0.5 and 2.0), AP then drops the negative weight
+  # with the least movement among them: -6.0 (moved 0.1).
+  got = rules.prune_global(weights, active, jnp.int32(5), reference, ap_fraction=0.2)
+  np.testing.assert_array_equal(got["a"], [True, True, True, False, False, False, True, True])
+  plain = rules.prune_global(weights, active, jnp.int32(5))
+  np.testing.assert_array_equal(plain["a"], [True, True, True, False, True, False, False, True])
+
+
+def test_cycled_schedule_restarts_every_cycle():
+  cfg = config_lib.base_config().schedule
+  cfg.name = "cosine"
+  schedule = builder.make_schedule(cfg, 1.0, total_steps=30, warmup_steps=2, cycle_steps=10)
+  plain = builder.make_schedule(config_lib.base_config().schedule, 1.0, 10, 2)
+  for t in range(30):
+    assert float(schedule(t)) == pytest.approx(float(plain(t % 10)), abs=1e-7)

@@ -89,10 +89,18 @@ def frozen(learning_rate):
   return optax.set_to_zero()
 
 
-def make_schedule(schedule_cfg, peak: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
+def make_schedule(schedule_cfg, peak: float, total_steps: int, warmup_steps: int,
+                  cycle_steps: int | None = None) -> optax.Schedule:
+  """The lr schedule; with `cycle_steps` (the config's schedule.cycle_steps /
+  cycle_epochs, resolved), one schedule of that length repeated."""
   fn = optim.SCHEDULES.get(schedule_cfg.name)
-  return fn(peak, total_steps, warmup_steps, **{k: v for k, v in schedule_cfg.items()
-                                                if k not in ("name", "warmup_steps", "warmup_epochs")})
+  cycle = cycle_steps
+  if cycle is not None and cycle < 1:
+    raise ConfigError(f"The schedule's cycle must be >= 1 step, got {cycle}.")
+  skip = ("name", "warmup_steps", "warmup_epochs", "cycle_steps", "cycle_epochs")
+  base = fn(peak, cycle or total_steps, warmup_steps,
+            **{k: v for k, v in schedule_cfg.items() if k not in skip})
+  return base if cycle is None else (lambda count: base(count % cycle))
 
 
 def _group_optimizer(spec: dict, opt_cfg, schedule: optax.Schedule, mask) -> optax.GradientTransformation:

@@ -3,8 +3,10 @@ so far (`inner`) and returns the new one, in list order; training methods
 that keep state of their own (e.g. sparsity masks) take this form.
 
 Such a state may also offer `project(params)` (constrain fresh parameters,
-e.g. zero the masked ones; applied at init) and `step_metrics(params)`
-(scalars logged every step, e.g. the measured sparsity)."""
+e.g. zero the masked ones; applied at init), `after_update(params)` (the
+parameters after each update, e.g. exactly rewound ones) and
+`step_metrics(params)` (scalars logged every step, e.g. the measured
+sparsity)."""
 import jax
 import optax
 
@@ -18,6 +20,13 @@ def project_params(opt_state, params):
   """`params` passed through the `project` of every state node that has one."""
   for node in _nodes_with(opt_state, "project"):
     params = node.project(params)
+  return params
+
+
+def after_update(opt_state, params):
+  """`params` passed through the `after_update` of every state node that has one."""
+  for node in _nodes_with(opt_state, "after_update"):
+    params = node.after_update(params)
   return params
 
 

@@ -30,13 +30,28 @@ import numpy as np
 import optax
 
 from vision_jax.sharding import path_name
-from vision_jax.sparsity import densities, masks as mask_ops, methods, schedules
+from vision_jax.sparsity import densities, masks as mask_ops, methods, rules
 
 
 class SparsityState(NamedTuple):
   count: jax.Array  # Optimizer steps taken.
   masks: Any  # Params-shaped: bool masks for selected leaves, optax.MaskedNode elsewhere.
   inner: Any  # The wrapped optimizer's state.
+  # A copy of the parameters (IMP's rewind point, AP's reference), else MaskedNode.
+  reference: Any = optax.MaskedNode()
+  rewound: jax.Array | None = None  # IMP: the last step rewound the parameters.
+
+  def after_update(self, params):
+    """`params` after `optax.apply_updates`: on an IMP rewinding step, exactly
+    the rewind point's values (masked), which the updates reach only to
+    rounding."""
+    if self.rewound is None:
+      return params
+    masks = self.selected()
+    reference = _by_name(self.reference, list(masks))
+    rewound = _replace(self.reference, {n: jnp.where(m, reference[n], jnp.zeros_like(reference[n]))
+                                        for n, m in masks.items()})
+    return jax.lax.cond(self.rewound, lambda p: rewound, lambda p: p, params)
 
   def selected(self) -> dict:
     """{path: mask} of the masked parameters."""
@@ -105,7 +120,10 @@ def sparsity(inner: optax.GradientTransformation, method: str, **args
     keys = jax.random.split(jax.random.PRNGKey(seed), len(shapes))
     start = {n: (jnp.ones(s, bool) if dens[n] >= 1.0 else mask_ops.random_mask(k, s, dens[n]))
              for (n, s), k in zip(shapes.items(), keys)}
-    return SparsityState(jnp.zeros((), jnp.int32), to_tree(params, start), inner.init(params))
+    masks = to_tree(params, start)
+    reference = jax.tree.map(jnp.asarray, params) if m.uses_reference else optax.MaskedNode()
+    rewound = jnp.zeros((), bool) if m.cycle else None
+    return SparsityState(jnp.zeros((), jnp.int32), masks, inner.init(params), reference, rewound)
 
   def update(grads, state, params=None):
     if params is None:
@@ -117,14 +135,33 @@ def sparsity(inner: optax.GradientTransformation, method: str, **args
     u, inner_state = inner.update(g, state.inner, params)
     u = _replace(u, {n: jnp.where(old[n], x, 0) for n, x in flat(u).items()})
     t = state.count + 1
-    w = {n: jnp.where(old[n], p + flat(u)[n], 0) for n, p in flat(params).items()}
-    new = _updated_masks(m, t, w, flat(grads), old, seed)
-    changed = _changes_at(m, t)
+    p = flat(params)
+    w = {n: jnp.where(old[n], p[n] + flat(u)[n], 0) for n in names}
+    reference = flat(state.reference) if m.uses_reference else None
+    prunes = rules.prunes_at(m, t, old)
+    new = rules.updated_masks(m, t, w, flat(grads), old, reference, seed)
+    changed = prunes | rules.grows_at(m, t)
     inner_state = jax.lax.cond(changed, lambda s: _zero_where_masked(inner, s, params, new),
                                lambda s: s, inner_state)
-    p = flat(params)
     updates = _replace(u, {n: jnp.where(new[n], flat(u)[n], -p[n]) for n in names})
-    return updates, SparsityState(t, _replace(state.masks, new), inner_state)
+    new_reference, rewound = state.reference, state.rewound
+    if m.cycle:  # IMP: the rewind point, then rewinding at each pruning step.
+      # Step k's weights are exactly the parameters step k + 1 starts from.
+      new_reference = jax.lax.cond((t == m.rewind + 1) & (m.rewind > 0),
+                                   lambda r: jax.tree.map(jnp.asarray, params), lambda r: r,
+                                   state.reference)
+      rewind_to = _replace(new_reference, {n: jnp.where(new[n], x, 0) for n, x in
+                                           flat(new_reference).items()})
+      updates = jax.lax.cond(prunes, lambda: jax.tree.map(jnp.subtract, rewind_to, params),
+                             lambda: updates)
+      inner_state = jax.lax.cond(prunes, lambda s: inner.init(rewind_to), lambda s: s,
+                                 inner_state)
+      rewound = prunes
+    elif m.uses_reference:  # AP beside GMP: the weights at the last pruning step.
+      after = optax.apply_updates(params, updates)
+      new_reference = jax.lax.cond(prunes, lambda r: after, lambda r: r, state.reference)
+    return updates, SparsityState(t, _replace(state.masks, new), inner_state, new_reference,
+                                  rewound)
 
   return optax.GradientTransformation(init, update)
 
@@ -159,60 +196,6 @@ def _replace(tree, by_name: dict):
   return jax.tree_util.tree_map_with_path(
       lambda path, x: by_name.get(path_name(path), x), tree,
       is_leaf=lambda x: isinstance(x, optax.MaskedNode))
-
-
-def _changes_at(m: methods.Method, t):
-  at = jnp.zeros((), bool)
-  if m.prunes:
-    at |= schedules.updates_at(t, m.begin, m.end, m.frequency)
-  if m.grow:
-    at |= schedules.updates_at(t, m.begin, m.grow_end, m.frequency) & (t > m.begin)
-  return at
-
-
-def _updated_masks(m: methods.Method, t, weights: dict, grads: dict, masks: dict, seed: int):
-  """The masks after step t's pruning (GMP schedule) then drop-and-grow."""
-  if m.prunes:
-    at = schedules.updates_at(t, m.begin, m.end, m.frequency)
-    sparsity = schedules.gmp_sparsity(t, 1.0 - m.density, m.begin, m.end, 1.0 - m.init_density)
-    masks = jax.lax.cond(at, lambda ms: _prune(m.scope, sparsity, weights, ms), lambda ms: ms,
-                         masks)
-  if m.grow:
-    at = schedules.updates_at(t, m.begin, m.grow_end, m.frequency) & (t > m.begin)
-    fraction = schedules.cosine_drop_fraction(t - m.begin, max(m.grow_end - m.begin, 1),
-                                              m.drop_fraction, m.drop_fraction_final)
-    key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), t)
-    masks = jax.lax.cond(at, lambda ms: _drop_and_grow(m.grow, fraction, weights, grads, ms, key),
-                         lambda ms: ms, masks)
-  return masks
-
-
-def _prune(scope: str, sparsity, weights: dict, masks: dict) -> dict:
-  """Magnitude pruning to `sparsity`, per layer or over all selected layers;
-  masks only shrink."""
-  names = list(masks)
-  scores = [mask_ops.magnitude_scores(weights[n], masks[n]) for n in names]
-  if scope == "layer":
-    out = {}
-    for n, s in zip(names, scores):
-      keep = jnp.round(s.size * (1.0 - sparsity)).astype(jnp.int32)
-      out[n] = mask_ops.keep_largest(s, jnp.minimum(keep, jnp.sum(masks[n], dtype=jnp.int32)))
-    return out
-  total = sum(s.size for s in scores)
-  keep = jnp.floor(total * (1.0 - sparsity)).astype(jnp.int32)
-  active = sum(jnp.sum(masks[n], dtype=jnp.int32) for n in names)
-  return dict(zip(names, mask_ops.keep_largest_global(scores, jnp.minimum(keep, active))))
-
-
-def _drop_and_grow(grow: str, fraction, weights: dict, grads: dict, masks: dict, key) -> dict:
-  out = {}
-  for i, (n, mask) in enumerate(masks.items()):
-    if grow == "gradient":
-      scores = jnp.abs(grads[n])
-    else:
-      scores = jax.random.uniform(jax.random.fold_in(key, i), mask.shape)
-    out[n] = mask_ops.drop_and_grow(mask, weights[n], scores, mask_ops.drop_count(mask, fraction))
-  return out
 
 
 def _zero_where_masked(inner: optax.GradientTransformation, state, params, masks: dict):

@@ -14,6 +14,7 @@ TASKS = Registry("task", {
 EVALUATORS = Registry("evaluator", {
     "classification": f"{_C}.evaluator:ClassificationEvaluator",
     "linear_transfer": f"{_C}.linear_transfer:LinearTransferEvaluator",
+    "dead_neurons": f"{_C}.dead_neurons:DeadNeuronEvaluator",
     "coco": f"{_D}.coco_evaluator:CocoEvaluator",
 })
 

@@ -49,8 +49,22 @@ class ClassificationTask(Task):
     return {"features": jnp.asarray(aux["pre_logits"], jnp.float32),
             "label": jnp.argmax(batch[self.labels_key], -1)}
 
+  def activations(self, logits: jax.Array, aux: dict, batch: dict) -> dict:
+    """Per example and channel, whether each activation map of the model's aux
+    ([B, H, W, C] or [B, C], e.g. ResNet's stem and stage outputs) is positive
+    anywhere: `active/<name>` [B, C] (the dead-neuron evaluator's input)."""
+    del logits, batch
+    out = {}
+    for name, value in aux.items():
+      if isinstance(value, jax.Array) and value.ndim in (2, 4) and name != MODEL_LOSSES:
+        out[f"active/{name}"] = jnp.any(value > 0, axis=tuple(range(1, value.ndim - 1)))
+    if not out:
+      raise ValueError("The 'activations' predictions need a model that reports activation "
+                       "maps ([B, H, W, C] or [B, C]) in its aux.")
+    return out
+
   def predict_fns(self) -> dict:
-    return {"predict": self.predict, "features": self.features}
+    return {"predict": self.predict, "features": self.features, "activations": self.activations}
 
   def default_evaluators(self) -> dict:
     return {"eval": {"kind": "classification"}}
