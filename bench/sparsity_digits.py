@@ -2,10 +2,12 @@ r"""The sparse-training experiments of configs/sparsity/README.md on the digits:
 each arm trained over several seeds with configs/sparsity/digits.py, one
 table of test accuracy (mean ± std over seeds), non-zeros and FLOPs.
 
-  python bench/sparsity_digits.py --experiment random --seeds 0 1 2 --epochs 15
+  python bench/sparsity_digits.py --experiment all --json /tmp/sparsity_digits.json
+  python bench/sparsity_digits.py --experiment random --seeds 0 1 2 --epochs 10
   python bench/sparsity_digits.py --experiment zhu_gupta   # large-sparse vs small-dense
   python bench/sparsity_digits.py --experiment dst         # GraNet vs GMP vs RigL
   python bench/sparsity_digits.py --experiment sift        # Sparse-IFT vs dense
+  python bench/sparsity_digits.py --experiment ap          # AP beside IMP and GMP
 
 Each arm is a config argument string; --arms overrides the experiment's list.
 """
@@ -27,9 +29,11 @@ EXPERIMENTS = {
                                  for m in ("erk", "uniform")]],
     # Zhu & Gupta 2017: a width-16 net at 90% vs a dense net with as many
     # non-zeros (width 16 sqrt(0.1) ~ 5).
-    "zhu_gupta": ["method=gmp,density=0.1,width=16", "method=dense,width=5", "method=dense"],
+    "zhu_gupta": ["method=gmp,density=0.1", "method=dense,width=5", "method=dense"],
     # Dynamic sparse training at 90% / 95%.
     "dst": [f"method={m},density={d}" for d in (0.1, 0.05) for m in ("granet", "gmp", "rigl")],
+    # AP beside IMP (rewinding to init) and beside GMP, at 80%.
+    "ap": [f"method={m},density=0.2" for m in ("imp", "imp_ap", "gmp", "gmp_ap")],
     # Sparse-IFT at s = 0.5 / 0.75 against the dense network of equal FLOPs.
     "sift": ["method=dense", *[f"method=sift_{f},density={d}" for d in (0.5, 0.25)
                                for f in ("wide", "parallel")]],
@@ -64,25 +68,8 @@ def dense_counts(arm: str) -> dict:
   return {"nonzero": rows[-1]["params"], "flops": rows[-1]["flops"]}
 
 
-def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="random")
-  parser.add_argument("--arms", nargs="*", help="config arguments per arm (overrides)")
-  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-  parser.add_argument("--epochs", type=float, default=15.0)
-  parser.add_argument("--json", help="write the per-seed results here")
-  args = parser.parse_args()
-  arms = args.arms or EXPERIMENTS[args.experiment]
-  results = {}
-  with tempfile.TemporaryDirectory() as tmp:
-    for arm in arms:
-      for seed in args.seeds:
-        workdir = os.path.join(tmp, f"{arm.replace(',', '_').replace('=', '-')}_{seed}")
-        results.setdefault(arm, []).append(run_arm(arm, seed, args.epochs, workdir))
-        print(f"{arm} seed {seed}: {results[arm][-1]}", file=sys.stderr, flush=True)
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
-  print(f"| arm | test accuracy (mean ± std, {len(args.seeds)} seeds) | sparsity | "
+def print_table(results: dict, seeds: int) -> None:
+  print(f"| arm | test accuracy (mean ± std, {seeds} seeds) | sparsity | "
         "non-zero params | MFLOPs | s/run |")
   print("|---|---|---|---|---|---|")
   for arm, runs in results.items():
@@ -92,6 +79,34 @@ def main() -> int:
     print(f"| {arm} | {statistics.mean(accs):.4f} ± {std:.4f} | {runs[0]['sparsity']:.3f} | "
           f"{counts['nonzero']:,} | {counts['flops'] / 1e6:.2f} | "
           f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--experiment", choices=sorted(EXPERIMENTS) + ["all"], default="random",
+                      help="'all': every experiment, each distinct arm trained once")
+  parser.add_argument("--arms", nargs="*", help="config arguments per arm (overrides)")
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  parser.add_argument("--epochs", type=float, default=10.0)
+  parser.add_argument("--json", help="write the per-seed results here")
+  args = parser.parse_args()
+  experiments = EXPERIMENTS if args.experiment == "all" else {
+      args.experiment: EXPERIMENTS[args.experiment]}
+  if args.arms:
+    experiments = {"arms": args.arms}
+  arms = list(dict.fromkeys(a for group in experiments.values() for a in group))
+  results = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for arm in arms:
+      for seed in args.seeds:
+        workdir = os.path.join(tmp, f"{arm.replace(',', '_').replace('=', '-')}_{seed}")
+        results.setdefault(arm, []).append(run_arm(arm, seed, args.epochs, workdir))
+        print(f"{arm} seed {seed}: {results[arm][-1]}", file=sys.stderr, flush=True)
+        if args.json:  # After every run: a partial table survives an interruption.
+          pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+  for name, group in experiments.items():
+    print(f"\n{name}:\n")
+    print_table({arm: results[arm] for arm in group}, len(args.seeds))
   return 0
 
 
