@@ -216,3 +216,16 @@ def test_cycled_schedule_restarts_every_cycle():
   plain = builder.make_schedule(config_lib.base_config().schedule, 1.0, 10, 2)
   for t in range(30):
     assert float(schedule(t)) == pytest.approx(float(plain(t % 10)), abs=1e-7)
+
+
+def test_keep_largest_equals_a_stable_sort_with_ties_and_infinities():
+  rng = np.random.default_rng(0)
+  select = jax.jit(masks.keep_largest)
+  for n in (1, 7, 50):
+    for trial in range(30):
+      values = (rng.choice([-np.inf, -2.0, -0.0, 0.0, 1.0, 3.5, np.inf], n) if trial % 2
+                else rng.normal(size=n)).astype(np.float32)
+      count = int(rng.integers(0, n + 1))
+      expected = np.zeros(n, bool)  # Ties: the later positions, as a stable ascending sort.
+      expected[np.argsort(np.where(values == 0, 0, values), kind="stable")[n - count:]] = True
+      np.testing.assert_array_equal(select(jnp.asarray(values), count), expected & (count > 0))
