@@ -1,6 +1,8 @@
 """The mask updates of step t for a resolved `methods.Method`, on dicts
 {layer: array} of the masked layers (traced inside the train step; each rule
 runs under `lax.cond` only on the steps where it applies)."""
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -32,20 +34,21 @@ def imp_target(m: methods.Method, size: int) -> int:
   return int(round(size * m.density))
 
 
-def updated_masks(m: methods.Method, t, weights: dict, grads: dict, masks: dict,
+def updated_masks(m: methods.Method, t, weights: Callable[[], dict], grads: dict, masks: dict,
                   reference: dict | None, seed: int) -> dict:
   """The masks after step t's pruning (GMP schedule or IMP cycle, with AP),
-  then drop-and-grow."""
+  then drop-and-grow; `weights()` gives the step's new weights, computed
+  only inside the branches that run on update steps."""
   if m.prunes or m.cycle:
     masks = jax.lax.cond(prunes_at(m, t, masks),
-                         lambda ms: _prune_step(m, t, weights, ms, reference), lambda ms: ms,
+                         lambda ms: _prune_step(m, t, weights(), ms, reference), lambda ms: ms,
                          masks)
   if m.grow:
     fraction = schedules.cosine_drop_fraction(t - m.begin, max(m.grow_end - m.begin, 1),
                                               m.drop_fraction, m.drop_fraction_final)
     key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), t)
     masks = jax.lax.cond(grows_at(m, t),
-                         lambda ms: _drop_and_grow(m.grow, fraction, weights, grads, ms, key),
+                         lambda ms: _drop_and_grow(m.grow, fraction, weights(), grads, ms, key),
                          lambda ms: ms, masks)
   return masks
 

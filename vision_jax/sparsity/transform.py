@@ -136,7 +136,7 @@ def sparsity(inner: optax.GradientTransformation, method: str, **args
     u = _replace(u, {n: jnp.where(old[n], x, 0) for n, x in flat(u).items()})
     t = state.count + 1
     p = flat(params)
-    w = {n: jnp.where(old[n], p[n] + flat(u)[n], 0) for n in names}
+    w = lambda: {n: jnp.where(old[n], p[n] + flat(u)[n], 0) for n in names}
     reference = flat(state.reference) if m.uses_reference else None
     prunes = rules.prunes_at(m, t, old)
     new = rules.updated_masks(m, t, w, flat(grads), old, reference, seed)
@@ -158,8 +158,8 @@ def sparsity(inner: optax.GradientTransformation, method: str, **args
                                  inner_state)
       rewound = prunes
     elif m.uses_reference:  # AP beside GMP: the weights at the last pruning step.
-      after = optax.apply_updates(params, updates)
-      new_reference = jax.lax.cond(prunes, lambda r: after, lambda r: r, state.reference)
+      new_reference = jax.lax.cond(prunes, lambda r: optax.apply_updates(params, updates),
+                                   lambda r: r, state.reference)
     return updates, SparsityState(t, _replace(state.masks, new), inner_state, new_reference,
                                   rewound)
 
