@@ -89,6 +89,8 @@ def main() -> int:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--epochs", type=float, default=10.0)
   parser.add_argument("--json", help="write the per-seed results here")
+  parser.add_argument("--resume", action="store_true",
+                      help="keep the runs already in --json and train only the missing ones")
   args = parser.parse_args()
   experiments = EXPERIMENTS if args.experiment == "all" else {
       args.experiment: EXPERIMENTS[args.experiment]}
@@ -96,9 +98,13 @@ def main() -> int:
     experiments = {"arms": args.arms}
   arms = list(dict.fromkeys(a for group in experiments.values() for a in group))
   results = {}
+  if args.resume and args.json and os.path.exists(args.json):
+    results = json.loads(pathlib.Path(args.json).read_text())
   with tempfile.TemporaryDirectory() as tmp:
     for arm in arms:
       for seed in args.seeds:
+        if len(results.get(arm, [])) > args.seeds.index(seed):
+          continue
         workdir = os.path.join(tmp, f"{arm.replace(',', '_').replace('=', '-')}_{seed}")
         results.setdefault(arm, []).append(run_arm(arm, seed, args.epochs, workdir))
         print(f"{arm} seed {seed}: {results[arm][-1]}", file=sys.stderr, flush=True)
