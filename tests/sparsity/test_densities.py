@@ -66,3 +66,23 @@ def test_uniform_and_bad_arguments():
     densities.layer_densities(shapes, 0.1, "erk+")
   with pytest.raises(ValueError, match=r"in \(0, 1\], got 0.0"):
     densities.layer_densities(shapes, 0.0)
+
+
+def test_plus_variants_follow_the_official_formulas():
+  shapes = resnet20_kernels()
+  sizes = {n: float(np.prod(s)) for n, s in shapes.items()}
+  total = sum(sizes.values())
+  got = densities.layer_densities(shapes, 0.1, "uniform_plus", first="conv1", classifier="fc")
+  rest = (total * 0.1 - sizes["conv1"] - 0.2 * sizes["fc"]) / total  # CIFAR core.py's formula.
+  assert (got["conv1"], got["fc"]) == (1.0, 0.2)
+  assert all(d == pytest.approx(rest, rel=1e-12) for n, d in got.items() if n not in ("conv1", "fc"))
+  above = densities.layer_densities(shapes, 0.3, "uniform_plus", first="conv1", classifier="fc")
+  assert above["conv1"] == 1.0 and set(v for n, v in above.items() if n != "conv1") == {0.3}
+  plus = densities.layer_densities(shapes, 0.05, "erk_plus", classifier="fc")
+  assert plus["fc"] == 1.0  # The official commands' --fc_density 1.0.
+  np.testing.assert_allclose(densities.overall_density(shapes, plus), 0.05, rtol=1e-12)
+  others = {n: s for n, s in shapes.items() if n != "fc"}
+  solved = densities.layer_densities(others, (total * 0.05 - sizes["fc"]) / (total - sizes["fc"]))
+  assert {n: plus[n] for n in others} == pytest.approx(solved, rel=1e-12)
+  with pytest.raises(ValueError, match="needs the classifier layer"):
+    densities.layer_densities(shapes, 0.05, "erk_plus", classifier="head")

@@ -83,3 +83,21 @@ def test_flops_are_output_positions_times_kernel_size():
   assert total["params"] == 144 + 8 + 144 + 8 + 720 + 3
   assert total["nonzero"] == total["params"] - 108
   assert (total["flops"], total["sparse_flops"]) == (9360, 9360 - 3240)
+
+
+def test_every_sparsity_config_validates_and_bad_arguments_are_named():
+  import pathlib
+  from vision_jax import config as config_lib
+  from vision_jax.errors import ConfigError
+  root = pathlib.Path(__file__).parent.parent.parent / "configs" / "sparsity"
+  digits = config_lib.load(f"{root / 'digits.py'}").get("optimizer")
+  assert digits.transforms == ()  # method=dense
+  for method in ("uniform", "erk", "er", "gmp", "rigl", "set", "granet", "imp", "imp_ap",
+                 "gmp_ap", "sift_wide", "sift_parallel", "sift_factorized", "sift_doped"):
+    c = config_lib.load(f"{root / 'digits.py'}:method={method},density=0.25")
+    config_lib.validate(c)
+    assert c.optimizer.transforms[0]["name"] == "sparsity"
+  for method in ("dense", "static", "gmp", "rigl", "set", "granet"):
+    config_lib.validate(config_lib.load(f"{root / 'cifar.py'}:method={method},dataset=cifar100"))
+  with pytest.raises(ConfigError, match="method='lottery'"):
+    config_lib.load(f"{root / 'digits.py'}:method=lottery")
