@@ -108,6 +108,15 @@ def test_gmp_per_layer_counts_follow_the_cubic_schedule():
       assert int(history[t - 1][n].sum()) == round(size * (1 - sparsity)), (t, n)
 
 
+def test_gmp_starts_dense_and_prunes_to_its_initial_sparsity_at_begin():
+  params = make_params()
+  tx = transform.sparsity(optax.sgd(0.01), "gmp", density=0.2, initial_density=0.5,
+                          begin_steps=5, end_steps=25, frequency_steps=5)
+  _, state, history = run(tx, params, 6)
+  conv = {t: int(h["conv/kernel"].sum()) for t, h in enumerate(history, start=1)}
+  assert conv[1] == conv[4] == 1152 and conv[5] == conv[6] == 576  # s_i = 0.5 at step 5.
+
+
 def test_gmp_global_scope_ranks_all_layers_together():
   params = make_params()
   params["head"]["kernel"] = 100.0 + jnp.abs(params["head"]["kernel"])  # Larger than all others..
@@ -131,13 +140,17 @@ def test_rigl_drops_the_smallest_weights_and_grows_the_largest_gradients():
   grads = np.zeros(20, np.float32)
   grads[inactive[:2]] = (-50.0, 40.0)  # |g| ranks, sign ignored.
   grads[active[2:]] = 1000.0  # Still active after the drop: never candidates to grow.
-  _, state = tx.update({"w": {"kernel": jnp.asarray(grads.reshape(4, 5))}}, state,
-                       state.project(params))
+  start_params = state.project(params)
+  updates, state = tx.update({"w": {"kernel": jnp.asarray(grads.reshape(4, 5))}}, state,
+                             start_params)
   expected = start.copy()
   # ceil(0.2 (1 + cos(pi / 10)) / 2 x 10) = 2 replaced; the weights are 1..20.
   expected[active[:2]] = False
   expected[inactive[:2]] = True
   np.testing.assert_array_equal(np.asarray(state.selected()["w/kernel"]).reshape(-1), expected)
+  new_weights = optax.apply_updates(start_params, updates)["w"]["kernel"].reshape(-1)
+  np.testing.assert_array_equal(new_weights[inactive[:2]], 0.0)  # Grown weights start at 0.
+  np.testing.assert_array_equal(new_weights[active[:2]], 0.0)  # Dropped ones are 0.
 
 
 def test_bad_specs_fail_before_compute_with_the_reason():

@@ -64,7 +64,7 @@ class Method:
   """One method's resolved settings (all steps are optimizer steps)."""
   name: str
   density: float  # Final density over the masked layers.
-  init_density: float  # Density of the starting masks (1: dense start).
+  init_density: float  # The schedule's starting density (GMP's 1 - s_i; GraNet's initial masks).
   distribution: str  # Layer-wise densities of the starting masks.
   first: str | None
   classifier: str | None
@@ -82,6 +82,12 @@ class Method:
   prune_fraction: float = 0.0  # imp: share of the survivors removed per cycle.
   rewind: int = 0  # imp: the step whose weights the survivors are reset to.
   ap_fraction: float = 0.0  # AP's share of the survivors per pruning step.
+
+  @property
+  def start_density(self) -> float:
+    """Density of the masks at step 0: GMP and IMP start dense (GMP prunes to
+    its initial sparsity by magnitude at `begin`), GraNet at `initial_density`."""
+    return 1.0 if self.name in ("gmp", "imp") else self.init_density
 
   @property
   def uses_reference(self) -> bool:

@@ -104,9 +104,9 @@ def sparsity(inner: optax.GradientTransformation, method: str, **args
     return selected_shapes(params, include, exclude)
 
   def start_densities(shapes):
-    if m.init_density >= 1.0:
+    if m.start_density >= 1.0:
       return {n: 1.0 for n in shapes}
-    return densities.layer_densities(shapes, m.init_density, m.distribution, first=m.first,
+    return densities.layer_densities(shapes, m.start_density, m.distribution, first=m.first,
                                      classifier=m.classifier,
                                      classifier_density=m.classifier_density)
 
