@@ -42,5 +42,5 @@ def test_device_sums_equal_host_accuracy_and_predict_names_are_checked():
   bad = tiny_config(**{"evaluators.eval": {"kind": "classification", "predict": "boxes"}})
   with pytest.raises(config_lib.ConfigError, match=r"evaluators.eval reads the task's 'boxes' "
                                                    r"predictions; the task 'classification' has "
-                                                   r"\['features', 'predict'\]"):
+                                                   r"\['activations', 'features', 'predict'\]"):
     train.setup(bad)
