@@ -160,7 +160,8 @@ def make_predict(model: nn.Module, task, name: str = "predict",
   fn = fns[name]
 
   def predict(variables: dict, batch: dict) -> dict:
-    outputs, aux = model.apply(variables, *task.model_inputs(batch), train=False)
+    outputs, aux = task.infer(lambda *inputs: model.apply(variables, *inputs, train=False),
+                              batch)
     out = {**fn(outputs, aux, batch), MASK: batch[MASK], SKIPPED: batch[SKIPPED]}
     if reduce is None:
       return out

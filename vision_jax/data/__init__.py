@@ -15,4 +15,5 @@ PP_OPS = Registry("preprocessing op", {
 EMBEDDED_DATASETS = Registry("embedded dataset", {
     "sklearn_digits": "vision_jax.data.digits:SklearnDigits",
     "shapes_demo": "vision_jax.data.shapes:ShapesDemo",
+    "shapes_seg_demo": "vision_jax.data.shapes_seg:ShapesSegDemo",
 })

@@ -77,6 +77,11 @@ def _bound(value: str | None, n: int) -> int | None:
   return round(float(value[:-1]) * n / 100) if value.endswith("%") else int(value)
 
 
+def resolve_slice(portion: slice, n: int) -> slice:
+  """`split_slice`'s portion (bounds may be "%") as a slice of n records."""
+  return slice(_bound(portion.start, n), _bound(portion.stop, n))
+
+
 def select_images(instances: dict, portion: slice, drop_empty: bool = False) -> list[dict]:
   """The split's image entries in id order, optionally only annotated ones, sliced."""
   images = sorted(instances.get("images", []), key=lambda im: im["id"])
@@ -85,8 +90,7 @@ def select_images(instances: dict, portion: slice, drop_empty: bool = False) -> 
     annotated = {a.get("image_id") for a in instances.get("annotations", [])
                  if a.get("category_id") in known}
     images = [im for im in images if im["id"] in annotated]
-  n = len(images)
-  return images[slice(_bound(portion.start, n), _bound(portion.stop, n))]
+  return images[resolve_slice(portion, len(images))]
 
 
 def read_instances(root: str, split: str) -> dict:

@@ -25,11 +25,11 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from vision_jax.data import generated
 
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross")
 SPLITS = {"train": 2000, "val": 200}  # Images per split.
@@ -47,11 +47,7 @@ COLOUR_MASK = 0xFC  # 6-bit colour depth: the noisy PNGs shrink by about a third
 _SPLIT_CODES = {"train": 1, "val": 2}
 
 
-def _default_root() -> str:
-  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-
-
-def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+def background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
   """A two-colour gradient with low-frequency texture and distractor strokes."""
   c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
   angle = rng.uniform(0, 2 * math.pi)
@@ -98,7 +94,7 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rot: float, sx: float,
   return [(cx + sx * q * math.cos(t), cy + sy * q * math.sin(t)) for q, t in zip(radii, angles)]
 
 
-def _shape_mask(kind: str, h: int, w: int, cx: float, cy: float, r: float, rot: float,
+def shape_mask(kind: str, h: int, w: int, cx: float, cy: float, r: float, rot: float,
                 sx: float, sy: float) -> np.ndarray:
   mask = Image.new("L", (w, h), 0)
   draw = ImageDraw.Draw(mask)
@@ -113,7 +109,7 @@ def _shape_mask(kind: str, h: int, w: int, cx: float, cy: float, r: float, rot: 
   return np.asarray(mask) > 0
 
 
-def _diameter(rng: np.random.Generator, short_side: int) -> float:
+def diameter(rng: np.random.Generator, short_side: int) -> float:
   probs = [b[0] for b in SIZE_BUCKETS]
   _, lo, hi = SIZE_BUCKETS[int(rng.choice(len(SIZE_BUCKETS), p=probs))]
   cap = LARGE_FRACTION * short_side
@@ -121,7 +117,7 @@ def _diameter(rng: np.random.Generator, short_side: int) -> float:
   return float(rng.uniform(min(lo, hi), hi))
 
 
-def _colour(rng: np.random.Generator, covered: np.ndarray, others: list) -> np.ndarray:
+def contrasting_colour(rng: np.random.Generator, covered: np.ndarray, others: list) -> np.ndarray:
   """A random colour far (L1 >= MIN_CONTRAST) from the mean of what it covers
   and from the colours of the objects it overlaps."""
   references = [covered.reshape(-1, 3).mean(0)] + others
@@ -138,24 +134,24 @@ def render(split: str, index: int, seed: int = SEED) -> tuple[np.ndarray, list[d
   "area" (visible pixels) and "hidden" (occluded fraction))."""
   rng = np.random.default_rng((seed, _SPLIT_CODES[split], index))
   h, w = (int(v) for v in rng.integers(SIDE_RANGE[0], SIDE_RANGE[1] + 1, 2))
-  image = np.asarray(_background(rng, h, w)).copy()
+  image = np.asarray(background(rng, h, w)).copy()
   owner = np.full((h, w), -1, np.int32)
   drawn = []  # (category, window, full area, colour) in drawing order.
   for _ in range(int(rng.integers(OBJECTS_RANGE[0], OBJECTS_RANGE[1] + 1))):
     category = int(rng.integers(len(CLASSES)))
-    r = _diameter(rng, min(h, w)) / 2
+    r = diameter(rng, min(h, w)) / 2
     sx, sy = rng.uniform(0.8, 1.25, 2)
     reach = r * max(sx, sy) + 1
     cx, cy = rng.uniform(reach, w - reach), rng.uniform(reach, h - reach)
     x0, y0 = int(cx - reach), int(cy - reach)
     x1, y1 = min(w, int(math.ceil(cx + reach)) + 1), min(h, int(math.ceil(cy + reach)) + 1)
-    mask = _shape_mask(CLASSES[category], y1 - y0, x1 - x0, cx - x0, cy - y0, r,
+    mask = shape_mask(CLASSES[category], y1 - y0, x1 - x0, cx - x0, cy - y0, r,
                        rng.uniform(0, 2 * math.pi), sx, sy)
     if not mask.any():
       continue
     window = (slice(y0, y1), slice(x0, x1))
     below = np.unique(owner[window][mask])
-    colour = _colour(rng, image[window][mask], [drawn[k][3] for k in below if k >= 0])
+    colour = contrasting_colour(rng, image[window][mask], [drawn[k][3] for k in below if k >= 0])
     image[window][mask] = colour
     owner[window][mask] = len(drawn)
     drawn.append((category, window, int(mask.sum()), colour))
@@ -211,41 +207,20 @@ def write_dataset(directory: str, splits: dict[str, int] | None = None, seed: in
       json.dump(instances, f)
 
 
-class ShapesDemo:
-  """The dataset in `<data_dir>/shapes_demo/<VERSION>/`, generated on first use.
-
-  Follows the builder protocol `sources.open_source` uses for embedded datasets
-  (`name`, `is_prepared`, `download_and_prepare`), plus `root` and `splits`.
-  Preparation writes into a temporary sibling directory and renames it into
-  place, so concurrent preparers (processes, hosts sharing a disk) are safe:
-  the first rename wins and the others discard their copy.
-  """
+class ShapesDemo(generated.GeneratedFolder):
+  """The dataset in `<data_dir>/shapes_demo/<VERSION>/`, generated on first use
+  (`generated.GeneratedFolder`)."""
 
   name = "shapes_demo"
+  version = VERSION
+  layout = "coco"
 
   def __init__(self, data_dir: str | None = None, **unused):
-    del unused  # Accepts TFDS builder keywords (file_format, ...) for uniformity.
-    self.data_dir = os.path.expanduser(data_dir) if data_dir else _default_root()
-    self.root = os.path.join(self.data_dir, self.name, VERSION)
+    super().__init__(data_dir, **unused)
     self.splits = dict(SPLITS)
 
-  def is_prepared(self) -> bool:
-    return all(os.path.isfile(os.path.join(self.root, "annotations", f"instances_{s}.json"))
-               for s in self.splits)
+  def prepared_files(self) -> list[str]:
+    return [os.path.join("annotations", f"instances_{s}.json") for s in self.splits]
 
-  def download_and_prepare(self) -> None:
-    """Generates the files (nothing is downloaded); a no-op once prepared."""
-    if self.is_prepared():
-      return
-    parent = os.path.dirname(self.root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{VERSION}.incomplete.", dir=parent)
-    try:
-      write_dataset(tmp, self.splits)
-      try:
-        os.rename(tmp, self.root)
-      except OSError:
-        if not self.is_prepared():
-          raise
-    finally:
-      shutil.rmtree(tmp, ignore_errors=True)
+  def write(self, directory: str) -> None:
+    write_dataset(directory, self.splits)

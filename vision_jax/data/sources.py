@@ -1,8 +1,9 @@
 """Random-access sources by dataset name.
 
 TFDS names read through `data_source` (ArrayRecord); "coco_folder" reads a
-COCO-layout folder (data_dir = its root) and embedded datasets are generated
-on first use, either as TFDS datasets or as COCO-layout folders.
+COCO-layout folder and "seg_folder" an mmsegmentation-layout one (data_dir =
+its root); embedded datasets are generated on first use, either as TFDS
+datasets or as folders of either layout.
 """
 import jax
 import numpy as np
@@ -10,11 +11,12 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from vision_jax import data, metrics
-from vision_jax.data import coco
+from vision_jax.data import coco, seg_folder
 from vision_jax.errors import DataMissingError  # pylint: disable=unused-import  # Raised from here.
 
 
 COCO_FOLDER = "coco_folder"
+SEG_FOLDER = "seg_folder"
 
 
 def _prepare_help(name: str, data_dir: str | None) -> str:
@@ -37,23 +39,34 @@ def _prepare_once(builder) -> None:
       builder.download_and_prepare()
 
 
-def coco_root(name: str, data_dir: str | None) -> str | None:
-  """The COCO-layout folder behind `name`, or None for a TFDS name: data_dir
-  for "coco_folder"; for an embedded COCO-layout dataset, its directory
-  (generated first if needed, once per host)."""
-  if name == COCO_FOLDER:
+def _folder_root(name: str, data_dir: str | None, folder_name: str, layout: str,
+                 expected: str) -> str | None:
+  if name == folder_name:
     if not data_dir:
-      raise DataMissingError(
-          f"Dataset {COCO_FOLDER!r} reads a COCO-layout folder: set config.data.data_dir to its "
-          "root (with annotations/instances_<split>.json and <split>/<images>).")
+      raise DataMissingError(f"Dataset {folder_name!r} reads a folder: set config.data.data_dir "
+                             f"to its root (with {expected}).")
     return data_dir
   if name in data.EMBEDDED_DATASETS:
     cls = data.EMBEDDED_DATASETS.get(name)
-    if not issubclass(cls, tfds.core.DatasetBuilder):
+    if not issubclass(cls, tfds.core.DatasetBuilder) and cls.layout == layout:
       builder = cls(data_dir=data_dir)
       _prepare_once(builder)
       return builder.root
   return None
+
+
+def coco_root(name: str, data_dir: str | None) -> str | None:
+  """The COCO-layout folder behind `name`, or None for another kind: data_dir
+  for "coco_folder"; for an embedded COCO-layout dataset, its directory
+  (generated first if needed, once per host)."""
+  return _folder_root(name, data_dir, COCO_FOLDER, "coco",
+                      "annotations/instances_<split>.json and <split>/<images>")
+
+
+def segmentation_root(name: str, data_dir: str | None) -> str | None:
+  """The mmseg-layout folder behind `name` ("seg_folder" or embedded), or None."""
+  return _folder_root(name, data_dir, SEG_FOLDER, "segmentation",
+                      "images/<split>/ and annotations/<split>/<same stem>.png")
 
 
 def _tfds_builder(name: str, data_dir: str | None):
@@ -79,13 +92,17 @@ def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *
   Embedded datasets are built in `data_dir` on first use; any other TFDS name
   must already be prepared, or a `DataMissingError` says how to prepare it.
   COCO-layout folders ("coco_folder", "shapes_demo") give records in the TFDS
-  `coco/2017` layout. `drop_empty` keeps only the images with an annotation
+  `coco/2017` layout, mmseg-layout ones ("seg_folder", "shapes_seg_demo")
+  `seg_folder` records. `drop_empty` keeps only the images with an annotation
   (from the json for folders; by reading each record once for TFDS).
   """
   root = coco_root(name, data_dir)
   if root is not None:
     return coco.CocoFolder(root, split, decode_image="image" not in skip_decoding,
                            drop_empty=drop_empty)
+  root = segmentation_root(name, data_dir)
+  if root is not None:
+    return seg_folder.SegmentationFolder(root, split)
   decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding}
   if name in data.EMBEDDED_DATASETS:
     builder = data.EMBEDDED_DATASETS.get(name)(data_dir=data_dir, file_format="array_record")

@@ -28,6 +28,7 @@ MODELS = Registry("model", {
        for kind in ("hyperbolic", "euclidean", "hybrid") for depth in (20, 32)},
     "retinanet": "vision_jax.models.retinanet:RetinaNet",
     "gcr": "vision_jax.models.gcr:GrassmannClassifier",
+    "semantic_fpn": "vision_jax.models.semantic_fpn:SemanticFPN",
 })
 
 # Model family (the module a model is defined in) -> its default partition rules ((regex, spec), ...) for a mesh with a

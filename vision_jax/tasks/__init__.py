@@ -4,11 +4,13 @@ and its pp ops and ops. The name tables of this package:"""
 from vision_jax.registry import Registry
 
 _C, _D = "vision_jax.tasks.classification", "vision_jax.tasks.detection"
+_S = "vision_jax.tasks.segmentation"
 
 TASKS = Registry("task", {
     "classification": f"{_C}.task:ClassificationTask",
     "distillation": f"{_C}.distillation:DistillationTask",
     "detection": f"{_D}.task:DetectionTask",
+    "segmentation": f"{_S}.task:SegmentationTask",
 })
 
 EVALUATORS = Registry("evaluator", {
@@ -16,9 +18,13 @@ EVALUATORS = Registry("evaluator", {
     "linear_transfer": f"{_C}.linear_transfer:LinearTransferEvaluator",
     "dead_neurons": f"{_C}.dead_neurons:DeadNeuronEvaluator",
     "coco": f"{_D}.coco_evaluator:CocoEvaluator",
+    "miou": f"{_S}.miou:MIoUEvaluator",
 })
 
 # Task-specific pp ops; the generic ones are `vision_jax.data.PP_OPS`.
 PP_OPS = Registry("preprocessing op", {
-    name: f"{_D}.transforms:{name}"
-    for name in ("coco_objects", "resize_keep_ratio", "flip_lr_boxes", "pad_to", "pad_boxes")})
+    **{name: f"{_D}.transforms:{name}"
+       for name in ("coco_objects", "resize_keep_ratio", "flip_lr_boxes", "pad_to", "pad_boxes")},
+    **{name: f"{_S}.transforms:{name}"
+       for name in ("seg_label", "seg_resize", "seg_random_crop", "seg_flip",
+                    "photometric_distortion", "seg_pad")}})

@@ -16,8 +16,12 @@ as `num_classes`, set once in `config.model`) and owns the step's loss:
 - `loss(outputs, aux, batch, normalizers=None) -> (loss, metrics)`: with
   `normalizers` given, the loss and every metric are this batch's share of the
   step's and add up over micro-batches; None means this batch's own;
+- `infer(apply, batch) -> (outputs, aux)`: the evaluation forward pass, given
+  `apply(*inputs)` of the model in inference mode. The default runs it once
+  on `model_inputs`; a task overrides it for anything else (sliding windows);
 - `predict_fns() -> {name: fn(outputs, aux, batch) -> dict}`: what evaluators
-  read; each evaluator names the one it uses ("predict" by default);
+  read, on `infer`'s outputs; each evaluator names the one it uses ("predict"
+  by default);
 - `default_evaluators() -> {name: {"kind": ..., ...}}`;
 - `check(model)`: agreement with the model, before any compute.
 
@@ -97,6 +101,10 @@ class Task:
     outputs, aux, model_state = ctx.apply(params, *self.model_inputs(batch))
     loss, metrics = self.loss(outputs, aux, batch, normalizers)
     return loss, (metrics, model_state)
+
+  def infer(self, apply: Callable, batch: dict) -> tuple[Any, dict]:
+    """(outputs, aux) of the model in inference mode on this batch."""
+    return apply(*self.model_inputs(batch))
 
   def predict(self, outputs, aux: dict, batch: dict) -> dict:
     raise NotImplementedError

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.layers import interpolate
 from vision_jax.layers.drop_path import DropPath
 from vision_jax.models import features as features_lib
 from vision_jax.layers.mlp import Mlp
@@ -81,24 +82,6 @@ class PatchifyConv(nn.Module):
     return y + bias.astype(self.dtype)
 
 
-def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """(n_out, n_in) taps of 1-D linear resizing, PyTorch align_corners=False.
-
-  Positions follow PyTorch's float32 arithmetic: scale = float(n_in) / n_out,
-  src = scale * (i + 0.5) - 0.5 rounded once (as its fused multiply-add does).
-  """
-  f32 = np.float32
-  scale = np.float64(f32(n_in) / f32(n_out))
-  src = np.maximum(scale * (np.arange(n_out) + 0.5) - 0.5, 0.).astype(f32)
-  lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-  hi = np.minimum(lo + 1, n_in - 1)
-  frac = np.clip(src - lo.astype(f32), f32(0.), f32(1.))
-  matrix = np.zeros((n_out, n_in), f32)
-  np.add.at(matrix, (np.arange(n_out), lo), 1. - frac)
-  np.add.at(matrix, (np.arange(n_out), hi), frac)
-  return matrix
-
-
 def resize_pos_embed(pos: jax.Array, src_hw: Sequence[int], dst_hw: Sequence[int]) -> jax.Array:
   """[B, h*w, C] row-major tokens on grid `src_hw` -> [B, H*W, C] on `dst_hw`.
 
@@ -109,8 +92,8 @@ def resize_pos_embed(pos: jax.Array, src_hw: Sequence[int], dst_hw: Sequence[int
   if (h, w) == (oh, ow):
     return pos
   grid = pos.reshape(pos.shape[0], h, w, pos.shape[-1])
-  rows = jnp.asarray(_bilinear_matrix(h, oh), pos.dtype)
-  cols = jnp.asarray(_bilinear_matrix(w, ow), pos.dtype)
+  rows = jnp.asarray(interpolate.bilinear_matrix(h, oh), pos.dtype)
+  cols = jnp.asarray(interpolate.bilinear_matrix(w, ow), pos.dtype)
   out = jnp.einsum("oh,bhwc,pw->bopc", rows, grid, cols, precision=jax.lax.Precision.HIGHEST)
   return out.reshape(pos.shape[0], oh * ow, pos.shape[-1])
 
