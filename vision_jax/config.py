@@ -167,7 +167,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.warmup_steps = config_dict.placeholder(int)
   c.schedule.warmup_epochs = config_dict.placeholder(float)
   c.schedule.warmup_start_factor = 0.0  # First warmup lr / peak lr (mmdet warmup_ratio).
-  c.schedule.end_factor = 0.0  # cosine: final lr / peak lr.
+  c.schedule.end_factor = 0.0  # cosine, poly: final lr / peak lr.
+  c.schedule.power = 1.0  # poly: exponent of the decay (mmseg: 0.9).
   c.schedule.boundaries = (0.5, 0.75)  # step: fractions of training.
   c.schedule.decay_factor = 0.1  # step: lr multiplier at each boundary.
   # Restart the schedule (warmup included) every this many steps, each cycle

@@ -18,6 +18,7 @@ SCHEDULES = Registry("schedule", {
     "constant": "vision_jax.optim.schedules:constant",
     "cosine": "vision_jax.optim.schedules:cosine",
     "step": "vision_jax.optim.schedules:step",
+    "poly": "vision_jax.optim.schedules:poly",
 })
 
 # Extra transforms applied in order after the optimizers (config.optimizer.transforms).

@@ -1,5 +1,6 @@
 """Learning-rate schedules: linear warmup from `warmup_start_factor * peak`
-(0 by default; mmdetection's `warmup_ratio`), then constant, cosine or steps."""
+(0 by default; mmdetection's `warmup_ratio`), then constant, cosine, steps
+or polynomial decay."""
 import optax
 
 
@@ -30,3 +31,11 @@ def step(peak: float, total: int, warmup: int, boundaries=(0.5, 0.75),
   scales = {max(int(round(b * total)) - warmup, 1): decay_factor for b in boundaries}
   return _with_warmup(peak, warmup, optax.piecewise_constant_schedule(peak, scales),
                       warmup_start_factor)
+
+
+def poly(peak: float, total: int, warmup: int, power: float = 1.0, end_factor: float = 0.0,
+         warmup_start_factor: float = 0.0, **_) -> optax.Schedule:
+  """mmcv's `PolyLrUpdaterHook` by iteration: (peak - end) (1 - t / T)^power + end
+  over the post-warmup steps, end = `end_factor * peak` (mmseg: power 0.9, min_lr 0)."""
+  decay = optax.polynomial_schedule(peak, end_factor * peak, power, max(total - warmup, 1))
+  return _with_warmup(peak, warmup, decay, warmup_start_factor)

@@ -101,7 +101,7 @@ class MIoUEvaluator(Evaluator):
     return shown
 
   def pictures(self) -> dict[str, np.ndarray]:
-    """{"segmentation/<index>": image | prediction overlay | label overlay}, by
+    """{"segmentation/<index>": image over prediction overlay over label overlay}, by
     the image's position in the split."""
     if self._shown is None:
       raise RuntimeError("Call run() before pictures().")

@@ -30,12 +30,12 @@ def overlay(image: np.ndarray, classes: np.ndarray, ignore_index: int = 255,
 
 def side_by_side(image: np.ndarray, prediction: np.ndarray, label: np.ndarray,
                  ignore_index: int = 255) -> np.ndarray:
-  """image | predicted classes | true classes, in one row."""
+  """image, predicted classes, true classes, top to bottom."""
   image = np.asarray(image, np.uint8)
   if image.ndim == 2:
     image = np.repeat(image[..., None], 3, -1)
   return tile([image, overlay(image, prediction, ignore_index),
-               overlay(image, label, ignore_index)], columns=3)
+               overlay(image, label, ignore_index)], columns=1)
 
 
 def original_image(data: pipeline.DataSpec, index: int) -> np.ndarray:

@@ -39,3 +39,28 @@ def to_original_size(logits: jax.Array, canvas: tuple[int, int], input_size: jax
                       precision=jax.lax.Precision.HIGHEST)
 
   return jax.vmap(one)(logits, input_size, original_size)
+
+
+def argmax_at_original_size(logits: jax.Array, canvas: tuple[int, int], input_size: jax.Array,
+                            original_size: jax.Array, label_shape: tuple[int, int],
+                            align_corners: bool = False, rows_per_block: int = 64) -> jax.Array:
+  """int32 [B, *label_shape]: the arg-max class of `to_original_size`'s
+  logits, computed `rows_per_block` label rows at a time so the full-size
+  logits ([B, H, W, C]) never exist at once."""
+  (h, w), (lh, lw) = logits.shape[1:3], label_shape
+  block = max(1, min(rows_per_block, lh))
+  blocks = -(-lh // block)
+
+  def one(x, size_in, size_out):
+    rows = _axis_taps(h, canvas[0], size_in[0], size_out[0], blocks * block, align_corners)
+    cols = _axis_taps(w, canvas[1], size_in[1], size_out[1], lw, align_corners)
+    x = jnp.einsum("hwc,pw->hpc", x.astype(jnp.float32), cols,
+                   precision=jax.lax.Precision.HIGHEST)
+
+    def rows_block(taps):
+      out = jnp.einsum("oh,hpc->opc", taps, x, precision=jax.lax.Precision.HIGHEST)
+      return jnp.argmax(out, axis=-1).astype(jnp.int32)
+
+    return jax.lax.map(rows_block, rows.reshape(blocks, block, h)).reshape(-1, lw)[:lh]
+
+  return jax.vmap(one)(logits, input_size, original_size)

@@ -172,10 +172,9 @@ class SegmentationTask(Task):
     image size; `ignore_index` outside it) and the "label"."""
     del aux
     labels = batch[SEGMENTATION]
-    logits = resize.to_original_size(outputs[LOGITS], batch[IMAGE].shape[1:3],
-                                     batch[IMAGE_SIZE], batch[ORIGINAL_SIZE], labels.shape[1:3],
-                                     self.align_corners)
-    prediction = jnp.argmax(logits, axis=-1)
+    prediction = resize.argmax_at_original_size(
+        outputs[LOGITS], batch[IMAGE].shape[1:3], batch[IMAGE_SIZE], batch[ORIGINAL_SIZE],
+        labels.shape[1:3], self.align_corners)
     rows = jnp.arange(labels.shape[1])[None, :, None]
     cols = jnp.arange(labels.shape[2])[None, None, :]
     size = batch[ORIGINAL_SIZE].astype(jnp.int32)
