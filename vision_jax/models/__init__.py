@@ -5,6 +5,7 @@ assembled from them (retinanet.py, gcr.py) or whole (poincare_resnet.py).
 `<part>` field of an assembled model resolve here, lazily. Adding a model
 touches its family file and this table only.
 """
+from vision_jax.models import ffnet_names
 from vision_jax.registry import Registry
 
 _RESNET = "vision_jax.models.backbones.resnet"
@@ -14,6 +15,7 @@ _INCEPTION = "vision_jax.models.backbones.inception"
 _VOVNET = "vision_jax.models.backbones.vovnet"
 _EMO = "vision_jax.models.backbones.emo"
 _TERMINATOR = "vision_jax.models.terminator"
+_FFNET, _FFNET_BACKBONES = "vision_jax.models.ffnet", "vision_jax.models.backbones.ffnet"
 
 MODELS = Registry("model", {
     **{n: f"{_RESNET}:{n}" for n in ("resnet18", "resnet34", "resnet50", "resnet101",
@@ -29,6 +31,11 @@ MODELS = Registry("model", {
     "retinanet": "vision_jax.models.retinanet:RetinaNet",
     "gcr": "vision_jax.models.gcr:GrassmannClassifier",
     "semantic_fpn": "vision_jax.models.semantic_fpn:SemanticFPN",
+    "scnn_vgg16": "vision_jax.models.scnn:scnn_vgg16",
+    "connnet": "vision_jax.models.connnet:ConnNet",
+    "ffnet": f"{_FFNET}:FFNet",
+    **{n: f"{_FFNET}:{n}" for n in ffnet_names.VARIANTS},
+    **{n: f"{_FFNET_BACKBONES}:{n}" for n in ffnet_names.BACKBONES},
 })
 
 # Model family (the module a model is defined in) -> its default partition rules ((regex, spec), ...) for a mesh with a
@@ -38,6 +45,8 @@ PARTITION_RULES = Registry("partition rules", {
     _RESNET: f"{_RESNET}:PARTITION_RULES",
     _PVT: f"{_PVT}:PARTITION_RULES",
     **{family: f"{family}:PARTITION_RULES" for family in (_INCEPTION, _VOVNET, _EMO, _TERMINATOR)},
+    "vision_jax.models.scnn": "vision_jax.models.scnn:PARTITION_RULES",
+    **{family: f"{family}:PARTITION_RULES" for family in (_FFNET, _FFNET_BACKBONES)},
 })
 
 # Model family -> its reference-weight converter (`convert(state_dict, model)`,

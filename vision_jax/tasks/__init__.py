@@ -4,13 +4,16 @@ and its pp ops and ops. The name tables of this package:"""
 from vision_jax.registry import Registry
 
 _C, _D = "vision_jax.tasks.classification", "vision_jax.tasks.detection"
-_S = "vision_jax.tasks.segmentation"
+_S, _L, _SAL = ("vision_jax.tasks.segmentation", "vision_jax.tasks.lanes",
+                 "vision_jax.tasks.saliency")
 
 TASKS = Registry("task", {
     "classification": f"{_C}.task:ClassificationTask",
     "distillation": f"{_C}.distillation:DistillationTask",
     "detection": f"{_D}.task:DetectionTask",
     "segmentation": f"{_S}.task:SegmentationTask",
+    "lanes": f"{_L}.task:LaneTask",
+    "saliency": f"{_SAL}.task:ConnectivityTask",
 })
 
 EVALUATORS = Registry("evaluator", {
@@ -19,6 +22,8 @@ EVALUATORS = Registry("evaluator", {
     "dead_neurons": f"{_C}.dead_neurons:DeadNeuronEvaluator",
     "coco": f"{_D}.coco_evaluator:CocoEvaluator",
     "miou": f"{_S}.miou:MIoUEvaluator",
+    "lane_f1": f"{_L}.evaluator:LaneF1Evaluator",
+    "saliency": f"{_SAL}.evaluator:SaliencyEvaluator",
 })
 
 # Task-specific pp ops; the generic ones are `vision_jax.data.PP_OPS`.
