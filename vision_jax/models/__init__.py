@@ -29,6 +29,7 @@ MODELS = Registry("model", {
     **{f"{kind}_resnet{depth}": f"{_POINCARE}:{kind}_resnet{depth}"
        for kind in ("hyperbolic", "euclidean", "hybrid") for depth in (20, 32)},
     "retinanet": "vision_jax.models.retinanet:RetinaNet",
+    "catnet": "vision_jax.models.retinanet:catnet",
     "gcr": "vision_jax.models.gcr:GrassmannClassifier",
     "semantic_fpn": "vision_jax.models.semantic_fpn:SemanticFPN",
     "scnn_vgg16": "vision_jax.models.scnn:scnn_vgg16",
