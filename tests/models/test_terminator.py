@@ -121,7 +121,7 @@ def test_bad_shapes_are_errors():
 def test_trains_on_digits(tmp_path):
   """A 1-block network (every branch), 20 steps through the trainer: the loss falls."""
   config = tiny_config(**{"model.name": "terminator", "optimizer.name": "adamw",
-                          "optimizer.learning_rate": 0.02})
+                          "optimizer.learning_rate": 0.02, "mesh.data": 1})
   for key in ("width", "stage_sizes", "small_input"):  # tiny_config's ResNet arguments.
     del config.model[key]
   config.model.update({**SMALL, "in_channels": (1,), "bottleneck_factors": (4,),

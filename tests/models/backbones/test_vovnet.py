@@ -114,7 +114,7 @@ def test_train_mode_updates_batch_stats_unless_norm_eval(norm_eval):
 
 def test_training_on_digits_lowers_the_loss(tmp_path):
   c = tiny_config(**{"total_steps": 40, "log_every_steps": 10, "checkpoint_every_steps": 40,
-                     "optimizer.learning_rate": 0.1})
+                     "optimizer.learning_rate": 0.1, "mesh.data": 1})
   # One stage of two blocks: the second adds its input, eSE on the last.
   c.model = ml_collections.ConfigDict({
       "name": "ese_vovnet39b", "num_classes": 10, "blocks": (2,), "layers": 1,

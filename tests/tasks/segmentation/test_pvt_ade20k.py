@@ -48,6 +48,7 @@ def test_demo_trains_evaluates_and_draws(tmp_path, monkeypatch):
   c.data.data_dir = str(tmp_path / "data")
   c.data.batch_size = 8
   c.data.eval_batch_size = 8
+  c.mesh.data = 1  # One device: the sharded trainer is tested elsewhere.
   c.model.backbone_args = {"embed_dims": (16, 32, 64, 128), "num_heads": (1, 1, 2, 2),
                            "mlp_ratios": (2, 2, 2, 2), "depths": (1, 1, 1, 1),
                            "drop_path_rate": 0.0}
