@@ -56,7 +56,7 @@ class NonLocalBlock(nn.Module):
     return x + conv(c, "out", kernel_init=nn.initializers.zeros)(y)
 
 
-class ConnNet(nn.Module):
+class ConnNet(features_lib.WithBackbone, nn.Module):
   """Backbone + top-down pyramid + upsampling streams + connectivity head."""
   backbone: str = "resnet50"  # A model name with `features_only`.
   backbone_args: dict | None = None  # Its constructor arguments.
@@ -70,16 +70,6 @@ class ConnNet(nn.Module):
 
   num_neighbours = NUM_NEIGHBOURS  # Output channels (checked by the connectivity task).
 
-  def part(self, which: str, **fixed) -> nn.Module:
-    """The unbound submodule `which` ("backbone") as this model builds it."""
-    if which != "backbone":
-      raise KeyError(f"ConnNet has no part {which!r} built from the model table.")
-    return features_lib.build_part(self.backbone, self.backbone_args, "backbone",
-                                   features_only=True, dtype=self.dtype, **fixed)
-
-  def backbone_levels(self) -> dict[str, features_lib.Level]:
-    """The backbone's declared levels (no compute)."""
-    return self.part("backbone").feature_levels()
 
   def feature_levels(self) -> dict[str, features_lib.Level]:
     """{"connectivity": Level(min(in_strides), 8)} (no compute); fails naming

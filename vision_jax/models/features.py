@@ -70,6 +70,25 @@ def build_part(model_name: str, args: dict | None, what: str, **fixed) -> nn.Mod
   return models.MODELS.get(model_name)(**{**fixed, **(args or {})})
 
 
+class WithBackbone:
+  """The part methods of an assembled model whose one part is `backbone` (a
+  model-table name, with fields `backbone`, `backbone_args` and `dtype`),
+  built with the arguments `BACKBONE_ARGS` ((name, value) pairs; default
+  `features_only=True`)."""
+  BACKBONE_ARGS = (("features_only", True),)
+
+  def part(self, which: str, **fixed) -> nn.Module:
+    """The unbound submodule `which` ("backbone") as this model builds it."""
+    if which != "backbone":
+      raise KeyError(f"{type(self).__name__} has no part {which!r} built from the model table.")
+    return build_part(self.backbone, self.backbone_args, "backbone", **dict(self.BACKBONE_ARGS),
+                      dtype=self.dtype, **fixed)
+
+  def backbone_levels(self) -> dict[str, Level]:
+    """The backbone's declared levels (no compute)."""
+    return self.part("backbone").feature_levels()
+
+
 def resolve(model: nn.Module, path: str) -> nn.Module:
   """The part at `path` below an assembled model ("backbone", or "" for the
   model itself), unbound; e.g. the model a weights file for params/backbone is for."""

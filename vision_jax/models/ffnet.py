@@ -34,7 +34,7 @@ from vision_jax.models.ffnet_names import VARIANTS
 Dtype = Any
 
 
-class FFNet(nn.Module):
+class FFNet(features_lib.WithBackbone, nn.Module):
   """Backbone levels -> FFNet head -> logits.
 
   `__call__(images [B, H, W, 3], train=...)` -> ({"logits": float32
@@ -51,21 +51,6 @@ class FFNet(nn.Module):
   num_classes: int = 19
   dtype: Dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
-  def part(self, which: str, **fixed) -> nn.Module:
-    """The unbound submodule `which` ("backbone") as this model builds it."""
-    if which != "backbone":
-      raise KeyError(f"FFNet has no part {which!r}.")
-    args = dict(self.backbone_args or {})
-    clash = sorted(set(args) & {"features_only", "name", "parent"})
-    if clash:
-      raise ValueError(f"backbone_args may not set {clash}: the assembled model sets them.")
-    if "name" not in fixed:
-      fixed["parent"] = None
-    return backbones.backbone(self.backbone, **{"dtype": self.dtype, **args, **fixed})
-
-  def backbone_levels(self) -> dict[str, features_lib.Level]:
-    """The backbone's declared levels (no compute)."""
-    return self.part("backbone").feature_levels()
 
   def output_stride(self) -> int:
     """The logits' stride: the finest backbone level's, x2 with `pre_down`."""
@@ -76,7 +61,7 @@ class FFNet(nn.Module):
     x = jnp.asarray(images, self.dtype)
     if self.pre_down:
       x = ffnet_head.smooth_and_downsample(x)
-    levels, _ = self.part("backbone", name="backbone", features_only=True)(x, train=train)
+    levels, _ = self.part("backbone", name="backbone")(x, train=train)
     head = ffnet_head.FFNetHead(self.num_classes, self.up_head, self.seg_head,
                                 "nearest" if self.mobile else "bilinear", self.dtype, name="head")
     logits, head_aux = head(list(levels.values()), train=train)

@@ -12,7 +12,7 @@ from vision_jax.models.heads.gcr_head import GrassmannHead
 Dtype = Any
 
 
-class GrassmannClassifier(nn.Module):
+class GrassmannClassifier(features_lib.WithBackbone, nn.Module):
   """Backbone features [B, d] + a GCR head.
   `__call__(images, train=...)` -> (logits, the backbone's aux)."""
   num_classes: int
@@ -21,13 +21,7 @@ class GrassmannClassifier(nn.Module):
   subspace_dim: int = 8
   gamma: float = 25.0
   dtype: Dtype = jnp.float32
-
-  def part(self, which: str, **fixed) -> nn.Module:
-    """The unbound submodule `which` ("backbone") as this model builds it."""
-    if which != "backbone":
-      raise KeyError(f"GrassmannClassifier has no part {which!r} built from the model table.")
-    return features_lib.build_part(self.backbone, self.backbone_args, "backbone", num_classes=0,
-                                   dtype=self.dtype, **fixed)
+  BACKBONE_ARGS = (("num_classes", 0),)  # The backbone's pooled features, no classifier.
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):

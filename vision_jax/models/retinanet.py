@@ -39,7 +39,7 @@ Dtype = Any
 NECKS = ("fpn", "dense_fpn_scp")  # FPN; CATNet's DenseFPN followed by SCP.
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(features_lib.WithBackbone, nn.Module):
   """Backbone + neck (FPN, or CATNet's DenseFPN + SCP) + RetinaNet head.
 
   `__call__(images, train=...)` -> ({"cls": [B, N, C], "reg": [B, N, 4]}, aux)
@@ -74,16 +74,6 @@ class RetinaNet(nn.Module):
               SCP(self.fpn_features, self.num_levels, dtype=self.dtype, **where("scp"))]
     raise ValueError(f"RetinaNet neck {self.neck!r} is not one of {NECKS}.")
 
-  def part(self, which: str, **fixed) -> nn.Module:
-    """The unbound submodule `which` ("backbone") as this model builds it."""
-    if which != "backbone":
-      raise KeyError(f"RetinaNet has no part {which!r} built from the model table.")
-    return features_lib.build_part(self.backbone, self.backbone_args, "backbone",
-                                   features_only=True, dtype=self.dtype, **fixed)
-
-  def backbone_levels(self) -> dict[str, features_lib.Level]:
-    """The backbone's declared levels (no compute)."""
-    return self.part("backbone").feature_levels()
 
   def feature_levels(self) -> dict[str, features_lib.Level]:
     """The pyramid P3..P7 the head runs on (no compute); fails naming the

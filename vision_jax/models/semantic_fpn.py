@@ -23,7 +23,7 @@ from vision_jax.models.necks.fpn import FPN
 Dtype = Any
 
 
-class SemanticFPN(nn.Module):
+class SemanticFPN(features_lib.WithBackbone, nn.Module):
   """Backbone + FPN + FPNHead: `__call__(images, train=...)` ->
   ({"logits": [B, H/4, W/4, num_classes]}, aux) with aux["fpn"] the pyramid."""
   backbone: str = "pvt_tiny"  # A model name with `features_only`.
@@ -40,12 +40,6 @@ class SemanticFPN(nn.Module):
     return FPN(self.fpn_features, tuple(self.in_strides), len(self.in_strides), self.dtype,
                **where)
 
-  def part(self, which: str, **fixed) -> nn.Module:
-    """The unbound submodule `which` ("backbone") as this model builds it."""
-    if which != "backbone":
-      raise KeyError(f"SemanticFPN has no part {which!r} built from the model table.")
-    return features_lib.build_part(self.backbone, self.backbone_args, "backbone",
-                                   features_only=True, dtype=self.dtype, **fixed)
 
   def feature_levels(self) -> dict[str, features_lib.Level]:
     """The pyramid the head reads (no compute); fails naming the backbone's
