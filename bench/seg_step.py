@@ -12,7 +12,7 @@ with random labels of 150 classes (10% ignored), in
       with ignore 255) and `steps.make_train_step`, jitted with donation and
       compiled ahead of time (bench/pvt_step.py's `JaxStep`);
   (b) PyTorch, eager: `transformers.PvtModel` (PVT-Small, drop path 0.1, position
-      embeddings built for --size) whose stage outputs (the last block of each
+      embeddings built for --size, so 1.6M more parameters at 512) whose stage outputs (the last block of each
       stage, before the final norm, without stage 4's cls token) feed an FPN and
       an FPN head written here with mmseg's layout (1x1 laterals, nearest
       top-down, 3x3 outputs; 3x3 conv-BN-ReLU stages with x2 bilinear
