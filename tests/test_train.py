@@ -67,8 +67,11 @@ def test_one_device_and_4x2_mesh_agree(tmp_path):
   train.run(single, str(tmp_path / "one"))
   train.run(sharded, str(tmp_path / "mesh"))
   one, mesh = saved_state(tmp_path / "one"), saved_state(tmp_path / "mesh")
-  assert_trees_equal(one["params"], mesh["params"], atol=1e-5)
-  assert_trees_equal(one["model_state"], mesh["model_state"], atol=1e-5)
+  # Sums split over 8 shards round in another order, and training amplifies it: measured
+  # max parameter difference 0 after 1 step, 3e-8 after 5, 4.6e-5 after 20 (this CPU);
+  # a wrong sharding differs by ~1e-2.
+  assert_trees_equal(one["params"], mesh["params"], atol=1e-4)
+  assert_trees_equal(one["model_state"], mesh["model_state"], atol=1e-4)
   assert not np.allclose(one["params"]["head"]["kernel"],
                          saved_state(tmp_path / "one", step=10)["params"]["head"]["kernel"])
 
