@@ -80,10 +80,8 @@ class SegmentationTask(Task):
     return {"pixels": jnp.sum(per_example * mask)}
 
   def pixel_losses(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-pixel (weighted) cross-entropy [B, H, W] of logits resized to the
+    """Per-pixel (weighted) cross-entropy [B, H, W] of logits already at the
     labels' size; 0 on ignored pixels."""
-    logits = interpolate.resize_bilinear(logits.astype(jnp.float32), labels.shape[1:3],
-                                         self.align_corners)
     valid = self._valid(labels)
     target = jnp.where(valid, labels, 0)
     log_p = jax.nn.log_softmax(logits, axis=-1)
@@ -91,6 +89,10 @@ class SegmentationTask(Task):
     if self.class_weights is not None:
       nll = nll * jnp.asarray(self.class_weights, jnp.float32)[target]
     return jnp.where(valid, nll, 0.0)
+
+  def _at_label_size(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return interpolate.resize_bilinear(logits.astype(jnp.float32), labels.shape[1:3],
+                                       self.align_corners)
 
   def loss(self, outputs: dict, aux: dict, batch: dict,
            normalizers: dict | None = None) -> tuple[jax.Array, dict]:
@@ -104,13 +106,14 @@ class SegmentationTask(Task):
                        f"task.aux_weights ({self.aux_weights}).")
     heads.update({name: (logits, self.aux_weights[name])
                   for name, logits in outputs.get(AUX_LOGITS, {}).items()})
-    metrics, loss = {}, 0.0
+    metrics, loss, decoded = {}, 0.0, None
     for name, (logits, weight) in heads.items():
-      term = weight * jnp.sum(self.pixel_losses(logits, labels) * mask) / pixels
+      resized = self._at_label_size(logits, labels)  # Once per head: loss and accuracy.
+      term = weight * jnp.sum(self.pixel_losses(resized, labels) * mask) / pixels
       metrics[f"loss/{name}"] = term
       loss = loss + term
-    decoded = jnp.argmax(interpolate.resize_bilinear(
-        outputs[LOGITS].astype(jnp.float32), labels.shape[1:3], self.align_corners), -1)
+      if decoded is None:
+        decoded = jnp.argmax(resized, -1)
     valid = self._valid(labels) & (mask > 0)
     metrics["pixel_accuracy"] = (jnp.sum((decoded == labels) & valid)
                                  / jnp.maximum(jnp.sum(valid), 1))
