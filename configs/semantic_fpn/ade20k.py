@@ -43,12 +43,16 @@ DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4), "d
 DEMO_CLASSES = ("background", "circle", "square", "triangle", "star", "ring", "cross", "line")
 
 
-def _pp_train(label: str, scale, crop: int, classes: int, reduce_zero_label: bool) -> str:
+def _pp_train(label: str, scale, crop: int, classes: int, reduce_zero_label: bool,
+              rescale_and_distort: bool = True) -> str:
+  """mmseg's train pipeline; without `rescale_and_distort`, no 0.5-2.0 rescaling
+  and no photometric distortion (the demo's: measured to learn faster from scratch)."""
   return "|".join([
       "decode(channels=3)",
       f"seg_label({label!r}, reduce_zero_label={reduce_zero_label}, num_classes={classes})",
-      f"seg_resize({tuple(scale)}, ratio_range=(0.5, 2.0))",
-      f"seg_random_crop({crop}, cat_max_ratio=0.75)", "seg_flip(0.5)", "photometric_distortion",
+      f"seg_resize({tuple(scale)}" + (", ratio_range=(0.5, 2.0))" if rescale_and_distort else ")"),
+      f"seg_random_crop({crop}, cat_max_ratio=0.75)", "seg_flip(0.5)",
+      *(["photometric_distortion"] if rescale_and_distort else []),
       f"normalize({MEAN_RGB}, {STD_RGB})", f"seg_pad({crop})", KEEP])
 
 
@@ -79,7 +83,8 @@ def get_config(arg=None):
   if arg.variant == "demo":
     c.data.name, c.data.train_split, c.data.eval_split = "shapes_seg_demo", "train", "val"
     label, classes, reduce_zero_label = "segmentation", len(DEMO_CLASSES), False
-    c.data.pp_train = _pp_train(label, (256, 192), 128, classes, reduce_zero_label)
+    c.data.pp_train = _pp_train(label, (256, 192), 192, classes, reduce_zero_label,
+                                rescale_and_distort=False)
     c.data.pp_eval = _pp_eval(label, (256, 192), 256, 256, classes, reduce_zero_label)
     c.data.batch_size = 8
     c.data.eval_batch_size = 20

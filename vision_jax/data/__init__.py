@@ -16,4 +16,5 @@ EMBEDDED_DATASETS = Registry("embedded dataset", {
     "sklearn_digits": "vision_jax.data.digits:SklearnDigits",
     "shapes_demo": "vision_jax.data.shapes:ShapesDemo",
     "shapes_seg_demo": "vision_jax.data.shapes_seg:ShapesSegDemo",
+    "lanes_demo": "vision_jax.data.lanes_demo:LanesDemo",
 })

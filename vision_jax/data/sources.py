@@ -2,7 +2,7 @@
 
 TFDS names read through `data_source` (ArrayRecord); "coco_folder" reads a
 COCO-layout folder and "seg_folder" an mmsegmentation-layout one (data_dir =
-its root); embedded datasets are generated on first use, either as TFDS
+its root) and "lane_folder" a CULane-layout one; embedded datasets are generated on first use, either as TFDS
 datasets or as folders of either layout.
 """
 import jax
@@ -11,12 +11,13 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from vision_jax import data, metrics
-from vision_jax.data import coco, seg_folder
+from vision_jax.data import coco, lane_folder, seg_folder
 from vision_jax.errors import DataMissingError  # pylint: disable=unused-import  # Raised from here.
 
 
 COCO_FOLDER = "coco_folder"
 SEG_FOLDER = "seg_folder"
+LANE_FOLDER = "lane_folder"
 
 
 def _prepare_help(name: str, data_dir: str | None) -> str:
@@ -69,6 +70,12 @@ def segmentation_root(name: str, data_dir: str | None) -> str | None:
                       "images/<split>/ and annotations/<split>/<same stem>.png")
 
 
+def lane_root(name: str, data_dir: str | None) -> str | None:
+  """The CULane-layout folder behind `name` ("lane_folder" or embedded), or None."""
+  return _folder_root(name, data_dir, LANE_FOLDER, "lanes",
+                      "list/<split>.txt and the images it lists, each with its .lines.txt")
+
+
 def _tfds_builder(name: str, data_dir: str | None):
   try:
     return tfds.builder(name, data_dir=data_dir)
@@ -103,6 +110,9 @@ def open_source(name: str, split: str, data_dir: str | None, skip_decoding=(), *
   root = segmentation_root(name, data_dir)
   if root is not None:
     return seg_folder.SegmentationFolder(root, split)
+  root = lane_root(name, data_dir)
+  if root is not None:
+    return lane_folder.LaneFolder(root, split)
   decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding}
   if name in data.EMBEDDED_DATASETS:
     builder = data.EMBEDDED_DATASETS.get(name)(data_dir=data_dir, file_format="array_record")

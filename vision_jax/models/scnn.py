@@ -93,6 +93,8 @@ class VGG16BNFeatures(nn.Module):
 class SCNN(nn.Module):
   """`__call__(images [B, H, W, 3], train=...)` -> ({"logits": [B, 8h, 8w, 5],
   "exist": [B, 4]}, aux) with (h, w) the 1/8 feature size (= (H, W) / 8)."""
+  backbone_stages: Sequence[Sequence[int]] = VGG16_STAGES  # VGG conv widths per stage.
+  layer1_features: int = 1024  # Width of layer1's dilated conv.
   num_classes: int = 5  # Background + lanes.
   num_lanes: int = 4  # Outputs of the existence branch.
   kernel_size: int = 9  # Message-passing conv width (ms_ks).
@@ -109,9 +111,10 @@ class SCNN(nn.Module):
     norm = _norm(train, self.dtype)
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
                              kernel_init=torch_default_init)
-    x = VGG16BNFeatures(dtype=self.dtype, name="backbone")(x, train=train)
+    x = VGG16BNFeatures(self.backbone_stages, dtype=self.dtype, name="backbone")(x, train=train)
     aux["backbone"] = x
-    x = conv(1024, (3, 3), padding=((4, 4), (4, 4)), kernel_dilation=(4, 4), name="layer1_conv1")(x)
+    x = conv(self.layer1_features, (3, 3), padding=((4, 4), (4, 4)), kernel_dilation=(4, 4),
+             name="layer1_conv1")(x)
     x = nn.relu(norm(name="layer1_bn1")(x))
     x = conv(self.hidden, (1, 1), name="layer1_conv2")(x)
     x = nn.relu(norm(name="layer1_bn2")(x))

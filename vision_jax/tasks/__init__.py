@@ -32,4 +32,6 @@ PP_OPS = Registry("preprocessing op", {
        for name in ("coco_objects", "resize_keep_ratio", "flip_lr_boxes", "pad_to", "pad_boxes")},
     **{name: f"{_S}.transforms:{name}"
        for name in ("seg_label", "seg_resize", "seg_random_crop", "seg_flip",
-                    "photometric_distortion", "seg_pad")}})
+                    "photometric_distortion", "seg_pad")},
+    "saliency_mask": f"{_SAL}.transforms:saliency_mask",
+    "lane_targets": f"{_L}.transforms:lane_targets"})

@@ -44,12 +44,7 @@ def seg_label(key: str = "segmentation", reduce_zero_label: bool = False,
   (other than 255) become 255 and are counted in "count/invalid_label_pixels".
   """
   def fn(ex, rng):
-    label = _decode_label(ex[key]).astype(np.int64)
-    image = np.asarray(ex[IMAGE])
-    if image.ndim < 2 or label.shape != image.shape[:2]:
-      raise ValueError(f"Label map of size {label.shape} for an image of size {image.shape[:2]}.")
-    if label.min(initial=0) < 0:
-      raise ValueError(f"Negative label {int(label.min())}.")
+    label = image_label(ex, key)
     if reduce_zero_label:
       label = np.where(label == 0, IGNORE, label - 1)
       label = np.where(label == IGNORE - 1, IGNORE, label)
@@ -60,11 +55,26 @@ def seg_label(key: str = "segmentation", reduce_zero_label: bool = False,
       out["count/invalid_label_pixels"] = np.int32(invalid.sum())
     if label.max(initial=0) > IGNORE:
       raise ValueError(f"Label {int(label.max())} does not fit uint8.")
-    out[SEGMENTATION] = label.astype(np.uint8)
-    out[ORIGINAL_SIZE] = np.asarray(image.shape[:2], np.int32)
-    out[IMAGE_SIZE] = np.asarray(image.shape[:2], np.int32)
-    return out
+    return with_label(out, label)
   return fn
+
+
+def image_label(ex: dict, key: str) -> np.ndarray:
+  """The decoded label map `ex[key]` as int64 [H, W], checked against the image's size."""
+  label = _decode_label(ex[key]).astype(np.int64)
+  image = np.asarray(ex[IMAGE])
+  if image.ndim < 2 or label.shape != image.shape[:2]:
+    raise ValueError(f"Label map of size {label.shape} for an image of size {image.shape[:2]}.")
+  if label.min(initial=0) < 0:
+    raise ValueError(f"Negative label {int(label.min())}.")
+  return label
+
+
+def with_label(ex: dict, label: np.ndarray) -> dict:
+  """`ex` with "segmentation" = label (uint8) and the image's size as
+  "image/original_size" and "image/size"."""
+  size = np.asarray(np.asarray(ex[IMAGE]).shape[:2], np.int32)
+  return {**ex, SEGMENTATION: label.astype(np.uint8), ORIGINAL_SIZE: size, IMAGE_SIZE: size.copy()}
 
 
 def rescale_size(h: int, w: int, scale) -> tuple[int, int]:
