@@ -185,16 +185,6 @@ def test_read_state_restores_without_orbax_item_metadata_warning(tmp_path, caplo
   assert not [r for r in caplog.records if "Metadata file does not exist" in r.getMessage()]
 
 
-def _digits_config(arg):
-  return config_lib.load(f"{ROOT / 'configs' / 'resnet' / 'digits.py'}:{arg or ''}")
-
-
-@pytest.mark.slow
-def test_digits_demo_reaches_95_percent(tmp_path):
-  result = train.run(_digits_config(""), str(tmp_path))
-  assert result["eval/top1_accuracy"] >= 0.95, result
-
-
 def test_malformed_records_are_skipped_and_counted_in_training(tmp_path, monkeypatch):
   from test_pipeline import ListSource
   from vision_jax.data import sources

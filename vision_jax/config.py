@@ -178,6 +178,19 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+
+def short_demo_run(c: ml_collections.ConfigDict, learning_rate: float, total_steps: int = 1500,
+                   eval_every_steps: int = 500) -> None:
+  """The embedded demos' short from-scratch run, set on `c`: the peak
+  `learning_rate` after 100 warmup steps, the whole gradient clipped at norm
+  1, logs every 50 steps, evaluation and checkpoints every `eval_every_steps`."""
+  c.optimizer.learning_rate = learning_rate
+  c.optimizer.grad_clip_norm = 1.0
+  c.schedule.warmup_steps = 100
+  c.total_steps = total_steps
+  c.log_every_steps = 50
+  c.eval_every_steps = c.checkpoint_every_steps = eval_every_steps
+
 def _type_ok(value: Any, default: Any, field_type: type | None) -> bool:
   expected = field_type or (type(default) if default is not None else None)
   if expected is None or value is None:

@@ -67,13 +67,7 @@ def get_config(arg=None):
     c.model.decoder_features = 64
     c.model.stream_features = 32
     c.model.head_features = 64
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.grad_clip_norm = 1.0
-    c.schedule.warmup_steps = 100
-    c.total_steps = 1500
-    c.log_every_steps = 50
-    c.eval_every_steps = 500
-    c.checkpoint_every_steps = 500
+    config_lib.short_demo_run(c, learning_rate=1e-3)
   else:
     c.data.name, c.data.train_split, c.data.eval_split = "seg_folder", "DUTS-TR", "DUTS-TE"
     mask = "saliency_mask('segmentation', threshold=128)"

@@ -58,14 +58,8 @@ def get_config(arg=None):
     c.model.hidden = 32
     c.model.exist_hidden = 32
     c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
     c.optimizer.weight_decay = 1e-4
-    c.optimizer.grad_clip_norm = 1.0
-    c.schedule.warmup_steps = 100
-    c.total_steps = 1500
-    c.log_every_steps = 50
-    c.eval_every_steps = 500
-    c.checkpoint_every_steps = 500
+    config_lib.short_demo_run(c, learning_rate=2e-3)
     # The metric at the demo's scale: CULane's 30-px lanes and 20-px row gap x 400/1640.
     scale = {"original_size": DEMO_SIZE, "row_gap": 5}
     c.task.original_size, c.task.row_gap = DEMO_SIZE, 5

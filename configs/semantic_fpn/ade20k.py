@@ -92,13 +92,7 @@ def get_config(arg=None):
     c.model.backbone_args = dict(DEMO_BACKBONE)
     c.model.fpn_features = 64
     c.model.head_channels = 64
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.grad_clip_norm = 1.0
-    c.schedule.warmup_steps = 100
-    c.total_steps = 1500
-    c.log_every_steps = 50
-    c.eval_every_steps = 500
-    c.checkpoint_every_steps = 500
+    config_lib.short_demo_run(c, learning_rate=1e-3)
     names = list(DEMO_CLASSES)
   else:
     classes, reduce_zero_label = ADE20K_CLASSES, True

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax import config as config_lib, train
+from vision_jax import config as config_lib
 from vision_jax.models import poincare_resnet as pr
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "poincare", "cifar.py")
@@ -75,7 +75,3 @@ def test_config_variants_and_errors():
     load_config("depth=44")
 
 
-@pytest.mark.slow
-def test_demo_reaches_90_percent_on_digits(tmp_path):
-  final = train.run(load_config(), str(tmp_path))
-  assert final["eval/top1_accuracy"] >= 0.90, final

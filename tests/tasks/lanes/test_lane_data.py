@@ -1,14 +1,14 @@
 """CULane-layout lane folders: list parsing, the lane_targets pp op's checks,
 the generated lanes_demo (lanes on their labels), configs/scnn/culane.py's
 recipe, and a short end-to-end demo run scored by the CULane F1."""
-import io
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vision_jax import config as config_lib, metrics, train
+from brief_run import brief_run
+from vision_jax import config as config_lib
 from vision_jax.batch import IMAGE, LANE_EXIST, LANE_POINTS, ORIGINAL_SIZE, SEGMENTATION
 from vision_jax.data import lane_folder, lanes_demo, sources
 from vision_jax.errors import DataMissingError
@@ -112,14 +112,9 @@ def test_culane_variant_is_the_official_recipe():
 def test_demo_trains_and_counts_every_lane_in_the_f1(tmp_path, monkeypatch):
   monkeypatch.setattr(lanes_demo, "SPLITS", {"train": 16, "val": 6})
   c = culane.get_config()
-  c.data.data_dir = str(tmp_path / "data")
   c.data.eval_batch_size = 4  # Two batches, the second padded.
-  c.mesh.data = 1  # One device: the sharded trainer is tested elsewhere.
-  c.total_steps, c.log_every_steps, c.eval_every_steps = 20, 10, None
-  workdir = str(tmp_path / "run")
-  result = train.run(c, workdir)
-  rows = [r for r in metrics.read_metrics(workdir) if "train/loss" in r]
+  result, rows, _ = brief_run(c, tmp_path, total_steps=20, log_every_steps=10)
   assert rows[-1]["train/loss"] < rows[0]["train/loss"], rows
   lanes = sum(int(lanes_demo.render("val", i)[2].sum()) for i in range(6))
-  assert result["lanes/lane/tp"] + result["lanes/lane/fn"] == lanes
-  assert 0 <= result["lanes/lane/f1"] <= 1
+  assert result["lanes/tp"] + result["lanes/fn"] == lanes
+  assert 0 <= result["lanes/f1"] <= 1

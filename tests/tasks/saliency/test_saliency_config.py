@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision_jax import config as config_lib, metrics, train
+from brief_run import brief_run
+from vision_jax import config as config_lib, train
 from vision_jax.batch import IMAGE, ORIGINAL_SIZE, SEGMENTATION
 from vision_jax.data import shapes_seg, sources
 from vision_jax.tasks.saliency.transforms import saliency_mask
@@ -53,15 +54,10 @@ def test_duts_variant_names_the_folder_layout_and_bad_variants_fail():
 def test_demo_trains_and_scores_mae_and_max_f(tmp_path, monkeypatch):
   monkeypatch.setattr(shapes_seg, "SPLITS", {"train": 16, "val": 4})
   c = saliency.get_config()
-  c.data.data_dir = str(tmp_path / "data")
   c.data.eval_batch_size = 4
-  c.mesh.data = 1  # One device: the sharded trainer is tested elsewhere.
   c.model.backbone_args = {"width": 4}
   c.model.decoder_features = c.model.stream_features = c.model.head_features = 8
-  c.total_steps, c.log_every_steps, c.eval_every_steps = 20, 10, None
-  workdir = str(tmp_path / "run")
-  result = train.run(c, workdir)
-  rows = [r for r in metrics.read_metrics(workdir) if "train/loss" in r]
+  result, rows, _ = brief_run(c, tmp_path, total_steps=20, log_every_steps=10)
   assert [r["step"] for r in rows] == [10, 20]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"], rows
   assert 0 < result["saliency/mae"] < 1 and 0 < result["saliency/max_f"] <= 1

@@ -25,8 +25,7 @@ def ground_truth_lanes(points: np.ndarray) -> list[np.ndarray]:
 
 
 class LaneF1Evaluator(Evaluator):
-  """"lane/f1", "lane/precision", "lane/recall" (and the summed "lane/tp",
-  "lane/fp", "lane/fn") over the `data` split. Real rows (mask 1) only; a
+  """"f1", "precision", "recall" (and the summed "tp", "fp", "fn") over the `data` split. Real rows (mask 1) only; a
   record the pipeline skipped has no ground truth to count and is reported as
   `skipped_examples`."""
   PREDICT = "lane_rows"
@@ -72,9 +71,8 @@ class LaneF1Evaluator(Evaluator):
     if counted + skipped != num_examples:
       raise RuntimeError(f"Evaluated {counted} (+{skipped} skipped) examples of "
                          f"{self.data.name}:{self.data.split}, expected {num_examples}.")
-    metrics = {f"lane/{k}": float(v) for k, v in counter.result().items()}
-    metrics.update({"lane/tp": float(counter.tp), "lane/fp": float(counter.fp),
-                    "lane/fn": float(counter.fn)})
+    metrics = {k: float(v) for k, v in counter.result().items()}
+    metrics.update({"tp": float(counter.tp), "fp": float(counter.fp), "fn": float(counter.fn)})
     if skipped:
       metrics["skipped_examples"] = float(skipped)
     return metrics

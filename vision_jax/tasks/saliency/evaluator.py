@@ -5,14 +5,14 @@ Per image i with saliency S_i in [0, 1] and binary ground truth G_i (label
 != 0 salient; pixels labelled `ignore` count nowhere), over its n_i known
 pixels:
 
-- MAE_i = (1 / n_i) sum_p |S_i(p) - G_i(p)|; "saliency/mae" = mean_i MAE_i
+- MAE_i = (1 / n_i) sum_p |S_i(p) - G_i(p)|; "mae" = mean_i MAE_i
   (Perazzi et al., CVPR 2012; every salient-object benchmark).
 - For each of 256 thresholds t = 0..255 the map is binarised as
   M_i^t(p) = [255 * S_i(p) >= t] (the 8-bit maps the benchmarks read), and
   P_i^t = |M ∩ G| / |M| (0 when M is empty), R_i^t = |M ∩ G| / max(|G|, 1).
   Precision and recall are averaged over images at each threshold, P^t =
   mean_i P_i^t, R^t = mean_i R_i^t, and F^t = (1 + b2) P^t R^t / (b2 P^t + R^t)
-  with b2 = beta^2 = 0.3 (Achanta et al., CVPR 2009); "saliency/max_f" =
+  with b2 = beta^2 = 0.3 (Achanta et al., CVPR 2009); "max_f" =
   max_t F^t: the convention of the benchmark of Borji et al. (TIP 2015) and
   of the PR curves the salient-object papers report (e.g. DSS, CVPR 2017).
   (PySODMetrics' "maxFm" instead averages F_i^t over images.)
@@ -73,7 +73,7 @@ def f_measure(precision: np.ndarray, recall: np.ndarray, beta2: float = 0.3) -> 
 
 
 class SaliencyEvaluator(Evaluator):
-  """"saliency/mae" and "saliency/max_f" of the task's "saliency" [B, H, W]
+  """"mae" and "max_f" of the task's "saliency" [B, H, W]
   probabilities against its "label" (`ConnectivityTask.predict`)."""
 
   def __init__(self, predict_fn: Callable, *, data: pipeline.DataSpec, beta2: float = 0.3,
@@ -94,7 +94,7 @@ class SaliencyEvaluator(Evaluator):
     n = max(int(totals["counted"]), 1)
     f = f_measure(np.asarray(totals["precision"], np.float64) / n,
                   np.asarray(totals["recall"], np.float64) / n, self.beta2)
-    return {"saliency/mae": float(totals["mae"]) / n, "saliency/max_f": float(np.max(f))}
+    return {"mae": float(totals["mae"]) / n, "max_f": float(np.max(f))}
 
   def run(self, variables) -> dict[str, float]:
     return self.metrics(self.reduced(variables, self.sums))
