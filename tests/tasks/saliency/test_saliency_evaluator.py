@@ -74,9 +74,14 @@ def test_split_metrics_equal_numpy_over_the_real_images(tmp_path):
   assert len(maps) == 359
   mae, max_f = reference(maps, labels)
   got = evaluator.run({"power": 2.0})
-  assert set(got) == {"mae", "max_f"}
+  assert set(got) == {"mae", "max_f", "skipped_examples"} and got["skipped_examples"] == 0
   assert abs(got["mae"] - mae) < 1e-6 and abs(got["max_f"] - max_f) < 1e-6
   assert max_f > 0.9 and mae < 0.2
+  # Records the pipeline skipped are left out of the means and reported.
+  totals = {"counted": 2, "skipped": 3, "mae": 0.5, "precision": np.ones(256),
+            "recall": np.full(256, 0.5)}
+  skipped = evaluator.metrics(totals)
+  assert skipped["skipped_examples"] == 3 and skipped["mae"] == 0.25
 
 
 def test_two_micro_batches_with_step_normalizers_equal_the_whole_batch():

@@ -33,6 +33,18 @@ def test_variants_are_the_official_40k_recipe(variant, backbone):
   assert pvt_ade20k.get_config("variant=tiny,ade20k=tfds").data.name == "scene_parse150"
 
 
+def test_demo_is_the_short_from_scratch_recipe_without_rescaling():
+  c = pvt_ade20k.get_config()
+  config_lib.validate(c)
+  assert (c.data.name, c.model.backbone, c.model.num_classes) == ("shapes_seg_demo", "pvt_tiny", 8)
+  assert "seg_resize((256, 192))|seg_random_crop(192, cat_max_ratio=0.75)" in c.data.pp_train
+  assert "ratio_range" not in c.data.pp_train and "photometric" not in c.data.pp_train
+  assert (c.optimizer.learning_rate, c.optimizer.grad_clip_norm, c.schedule.warmup_steps) == (
+      1e-3, 1.0, 100)
+  assert (c.total_steps, c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps) == (
+      1500, 50, 500, 500)
+
+
 def test_without_the_data_it_fails_before_compute_naming_the_layout(tmp_path):
   c = pvt_ade20k.get_config("variant=tiny")
   c.data.data_dir = str(tmp_path)

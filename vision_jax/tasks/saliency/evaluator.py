@@ -90,11 +90,13 @@ class SaliencyEvaluator(Evaluator):
             "recall": jnp.sum(m["recall"] * real[:, None], 0)}
 
   def metrics(self, totals: dict) -> dict[str, float]:
-    """The split's metrics from the summed `sums` and "counted"."""
+    """The split's metrics from the summed `sums`, "counted" and "skipped"
+    (records the pipeline could not read: left out of the means, reported)."""
     n = max(int(totals["counted"]), 1)
     f = f_measure(np.asarray(totals["precision"], np.float64) / n,
                   np.asarray(totals["recall"], np.float64) / n, self.beta2)
-    return {"mae": float(totals["mae"]) / n, "max_f": float(np.max(f))}
+    return {"mae": float(totals["mae"]) / n, "max_f": float(np.max(f)),
+            "skipped_examples": float(totals.get("skipped", 0))}
 
   def run(self, variables) -> dict[str, float]:
     return self.metrics(self.reduced(variables, self.sums))
