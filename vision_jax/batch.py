@@ -15,6 +15,10 @@ LANE_EXIST = "lanes/exist"  # Lane detection: float32 [B, lanes], 1 where lane k
 LANE_POINTS = "lanes/points"  # float32 [B, lanes, points, 2] (x, y) in original pixels, NaN = none.
 MASK = "mask"  # float32 [B]: 1 for a real example, 0 for padding of the last batch.
 SKIPPED = "skipped"  # int32 [B]: 1 where the record was malformed and replaced by padding.
+RECORD = "record"  # Eval: int32 [B], each example's record index in its split, -1 = padding.
+# Aspect-ratio groups: int32 [2], the (height, width) canvas the pipeline gives a
+# record before preprocessing (`pad_to_canvas` reads it; `keep` drops it).
+CANVAS = "canvas"
 # Per-example int32 counters a pp op may emit (e.g. "count/dropped_boxes"); the
 # trainer sums them over the global batch and logs them as data/<name>.
 COUNT_PREFIX = "count/"

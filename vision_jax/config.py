@@ -132,6 +132,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Detection: train only on images with an annotation (mmdetection's filter_empty_gt);
   # evaluation always keeps every image.
   c.data.train_drop_empty = False
+  # Detection: aspect-ratio groups' canvases ((H, W), ...), e.g. ((800, 1344), (1344, 800));
+  # each global batch is one group's, padded by the pp op `pad_to_canvas`. (): no groups.
+  c.data.canvases = ()
 
   c.task = ml_collections.ConfigDict({"name": "classification"})
   # Values task and model share (num_classes) are set here only.
@@ -371,6 +374,28 @@ def _check_evaluators(config) -> None:
       transforms.parse(node.pp, where=f"{path}.pp")
 
 
+def _check_canvases(config) -> None:
+  """data.canvases and the pp op `pad_to_canvas` come together."""
+  from vision_jax.data import grouping, transforms  # pylint: disable=import-outside-toplevel
+  canvases = tuple(config.data.canvases)
+  if canvases:
+    try:
+      grouping.check_canvases(canvases)
+    except ValueError as e:
+      raise ConfigError(f"'data.canvases': {e}") from None
+  pps = {"data.pp_train": config.data.pp_train, "data.pp_eval": config.data.pp_eval,
+         **{f"evaluators.{n}.pp": node.pp for n, node in config.evaluators.items()
+            if node.get("pp")}}
+  for key, pp in pps.items():
+    padded = "pad_to_canvas" in transforms.op_names(pp)
+    if canvases and not padded:
+      raise ConfigError(f"'data.canvases' groups images by aspect ratio, but {key!r} does not "
+                        f"pad them with pad_to_canvas (it reads {pp!r}).")
+    if padded and not canvases:
+      raise ConfigError(f"{key!r} pads with pad_to_canvas, which needs 'data.canvases' (the "
+                        f"aspect-ratio groups' canvases, e.g. ((800, 1344), (1344, 800))).")
+
+
 def _check_teachers(config) -> None:
   for name, node in config.teachers.items():
     path = f"teachers.{name}"
@@ -407,6 +432,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_teachers(config)
   for key in ("pp_train", "pp_eval"):
     transforms.parse(config.data[key], where=f"data.{key}")
+  _check_canvases(config)
   _check_partition_rules(config.partition_rules, tuple(config.mesh.keys()))
   ids = config.distributed.local_device_ids
   if ids is not None and not re.fullmatch(r"\d+(,\d+)*", ids):

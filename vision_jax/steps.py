@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vision_jax.batch import COUNT_PREFIX, MASK, SKIPPED
+from vision_jax.batch import COUNT_PREFIX, MASK, RECORD, SKIPPED
 from vision_jax.optim import transforms as optim_transforms
 from vision_jax.tasks.base import StepContext, Teacher
 
@@ -163,6 +163,8 @@ def make_predict(model: nn.Module, task, name: str = "predict",
     outputs, aux = task.infer(lambda *inputs: model.apply(variables, *inputs, train=False),
                               batch)
     out = {**fn(outputs, aux, batch), MASK: batch[MASK], SKIPPED: batch[SKIPPED]}
+    if RECORD in batch:
+      out[RECORD] = batch[RECORD]
     if reduce is None:
       return out
     return {**reduce(out), "counted": jnp.sum(batch[MASK] > 0), "skipped": jnp.sum(batch[SKIPPED])}

@@ -88,7 +88,8 @@ def data_spec(config, split: str, pp: str, batch: int, where: str,
   return pipeline.DataSpec(name=d.name, split=split, pp=pp, global_batch=batch,
                            data_dir=d.data_dir, skip_decoding=tuple(d.skip_decoding),
                            num_workers=d.num_workers, prefetch=d.prefetch, seed=config.seed,
-                           where=where, drop_empty=drop_empty)
+                           where=where, drop_empty=drop_empty,
+                           canvases=tuple(tuple(c) for c in d.canvases))
 
 
 def _check_batch(batch: int, mesh, key: str) -> None:

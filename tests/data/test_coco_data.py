@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from vision_jax.data import coco, ground_truth, pipeline, sources
+from vision_jax.data import coco, ground_truth, grouping, pipeline, sources
 
 CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}, {"id": 90, "name": "toothbrush"}]
 IMAGES = [  # id, file, (height, width); 9 is corrupt, 15 is missing, 13 has no annotation.
@@ -122,13 +122,14 @@ def test_eval_chain_gives_fixed_features_and_counts(coco_dir):
   batches = list(batches)
   assert n == 5 and len(batches) == 2
   for batch in batches:
-    assert set(batch) == FEATURES
+    assert set(batch) == FEATURES | {"record"}  # Eval examples carry their record index.
     assert batch["image"].shape == (4, 96, 96, 3) and batch["image"].dtype == np.float32
     assert batch["boxes"].shape == (4, 1, 4) and batch["classes"].dtype == np.int32
     assert batch["image/id"].dtype == np.int32 and batch["image/scale"].shape == (4, 2)
   rows = {int(i): (b, k) for b in batches for k, i in enumerate(b["image/id"]) if b["mask"][k]}
   assert sorted(rows) == [7, 13, 42]
   assert sum(int(b["skipped"].sum()) for b in batches) == 2  # bad.png and missing.png.
+  assert [b["record"].tolist() for b in batches] == [[0, 1, 2, 3], [4, -1, -1, -1]]
   assert sum(int(b["count/dropped_boxes"].sum()) for b in batches) == 4
   assert sum(int(b["count/truncated_boxes"].sum()) for b in batches) == 1
   batch, k = rows[42]  # 30x40 -> 64x85 (scale min(96/40, 64/30)).
@@ -219,7 +220,25 @@ def test_tfds_coco_ground_truth_from_prepared_files(tfds_dir):
                            data_dir=tfds_dir)
   n, batches = pipeline.eval_batches(spec)
   batch = next(batches)
-  assert n == 3 and set(batch) == FEATURES and sorted(batch["image/id"][:3]) == [139, 285, 632]
+  assert n == 3 and set(batch) == FEATURES | {"record"}
+  assert sorted(batch["image/id"][:3]) == [139, 285, 632]
+
+
+def test_tfds_coco_in_aspect_ratio_groups_from_image_headers(tfds_dir):
+  source = sources.open_source("coco/2017", "validation", tfds_dir, ("image",))
+  sizes = grouping.image_sizes(source, "coco/2017")  # TFDS has no size table: JPEG headers.
+  canvases = ((64, 96), (96, 64))
+  spec = pipeline.DataSpec(name="coco/2017", split="validation", global_batch=1,
+                           pp=EVAL_PP.replace("pad_to(96, 96)", "pad_to_canvas"),
+                           data_dir=tfds_dir, canvases=canvases)
+  n, batches = pipeline.eval_batches(spec)
+  seen = {}
+  for batch in batches:
+    record = int(batch["record"][0])
+    h, w = sizes[record]
+    assert batch["image"].shape[1:3] == canvases[int(w < h)] and batch["skipped"][0] == 0
+    seen[int(batch["image/id"][0])] = record
+  assert n == 3 and sorted(seen) == [139, 285, 632] and sorted(seen.values()) == [0, 1, 2]
 
 
 def test_tfds_coco_ground_truth_under_mock_data(tfds_dir):

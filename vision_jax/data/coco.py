@@ -164,6 +164,7 @@ class CocoFolder:
     self.file_names = [str(im["file_name"]) for im in images]
     self.offsets = np.searchsorted(rows, np.arange(len(images) + 1)).astype(np.int64)
     sizes, _ = _array([[im.get("width"), im.get("height")] for im in images], np.float64, 2)
+    self._sizes_hw = sizes[:, ::-1].copy()
     w, h = (np.where(sizes[rows, k] > 0, sizes[rows, k], np.nan) for k in (0, 1))
     boxes, bad_box = _array([a.get("bbox") for a in anns], np.float64, 4)
     x, y, bw, bh = boxes.T
@@ -182,6 +183,10 @@ class CocoFolder:
 
   def __len__(self) -> int:
     return len(self.image_ids)
+
+  def image_sizes(self) -> np.ndarray:
+    """float64 [N, 2] (height, width) of each image from the json; NaN where missing."""
+    return self._sizes_hw.copy()
 
   def __repr__(self) -> str:
     return f"CocoFolder({self.root!r}, {self.split!r}, {len(self)} images)"

@@ -10,7 +10,13 @@ position and a resumed run continues with the very next batch.
 A record that cannot be read or preprocessed is replaced by a zero example
 with `mask=0, skipped=1`: the batch shape stays fixed, the loss ignores it and
 the trainer counts it. Eval pads the split to whole global batches with
-`mask=0, skipped=0` examples, so every real example counts exactly once.
+`mask=0, skipped=0` examples, so every real example counts exactly once; eval
+examples carry their record index (`record`, -1 for padding).
+
+With `canvases`, batches are grouped by aspect ratio (`grouping`): positions
+map to (record, group) instead of a shuffled range, the record gets its
+group's canvas as the feature `canvas` (for the `pad_to_canvas` pp op), and
+each group has its own example template.
 """
 import dataclasses
 import math
@@ -22,8 +28,8 @@ import numpy as np
 from absl import flags, logging
 
 from vision_jax import metrics
-from vision_jax.batch import COUNT_PREFIX, MASK, SKIPPED
-from vision_jax.data import sources
+from vision_jax.batch import CANVAS, COUNT_PREFIX, MASK, RECORD, SKIPPED
+from vision_jax.data import grouping, sources
 from vision_jax.data.transforms import Preprocess
 
 # JAX's default dtypes: 64-bit features are stored as their 32-bit kind.
@@ -57,50 +63,76 @@ class ProcessShard(grain.MapDataset):
 
 
 class LoadExample:
-  """Record index -> preprocessed example with `mask` and `skipped` flags."""
+  """Record index, or (record index, group), -> preprocessed example with
+  `mask` and `skipped` flags (and `record` for eval)."""
 
-  def __init__(self, source, preprocess: Preprocess, template: dict, num_records: int):
+  def __init__(self, source, preprocess: Preprocess, templates: list[dict | None],
+               num_records: int, canvases: tuple = (), with_record: bool = False):
     self.source, self.preprocess = source, preprocess
-    self.template, self.num_records = template, num_records
+    self.templates, self.num_records = templates, num_records
+    self.canvases, self.with_record = canvases, with_record
 
-  def _filler(self, skipped: bool) -> dict:
-    out = {k: np.zeros_like(v) for k, v in self.template.items()}
+  @property
+  def template(self) -> dict:
+    """The first group's (the only one without canvases)."""
+    return next(t for t in self.templates if t is not None)
+
+  def _filler(self, template: dict, index: int, skipped: bool) -> dict:
+    out = {k: np.zeros_like(v) for k, v in template.items()}
     out[SKIPPED] = np.int32(skipped)
+    if self.with_record:
+      out[RECORD] = np.int32(index if skipped else grouping.NO_RECORD)
     return out
 
-  def __call__(self, index, rng: np.random.Generator) -> dict:
-    index = int(index)
-    if index >= self.num_records:  # Eval padding.
-      return self._filler(skipped=False)
+  def record(self, index: int, group: int) -> dict:
+    record = dict(self.source[index])
+    if self.canvases:
+      record[CANVAS] = np.asarray(self.canvases[group], np.int32)
+    return record
+
+  def __call__(self, item, rng: np.random.Generator) -> dict:
+    index, group = item if isinstance(item, tuple) else (int(item), 0)
+    template = self.templates[group]
+    if index < 0 or index >= self.num_records:  # Eval padding.
+      return self._filler(template, index, skipped=False)
     try:
-      example = self.preprocess(dict(self.source[index]), rng)
-      if set(example) != set(self.template) - {MASK, SKIPPED}:
-        raise ValueError(f"features {sorted(example)} differ from {sorted(self.template)}")
-      out = {k: np.asarray(v, self.template[k].dtype) for k, v in example.items()}
+      example = self.preprocess(self.record(index, group), rng)
+      if set(example) != set(template) - {MASK, SKIPPED}:
+        raise ValueError(f"features {sorted(example)} differ from {sorted(template)}")
+      out = {k: np.asarray(v, template[k].dtype) for k, v in example.items()}
       for k, v in out.items():
-        if v.shape != self.template[k].shape:
-          raise ValueError(f"feature {k!r} has shape {v.shape}, expected {self.template[k].shape}")
+        if v.shape != template[k].shape:
+          raise ValueError(f"feature {k!r} has shape {v.shape}, expected {template[k].shape}")
     except Exception as e:  # pylint: disable=broad-except
       logging.warning("Skipping record %d (%s: %s); counted in data/skipped.",
                       index, type(e).__name__, e)
-      return self._filler(skipped=True)
+      return self._filler(template, index, skipped=True)
     out[MASK], out[SKIPPED] = np.float32(1.0), np.int32(0)
+    if self.with_record:
+      out[RECORD] = np.int32(index)
     return out
 
 
-def example_template(source, preprocess: Preprocess, tries: int = 64) -> dict:
-  """Shapes and dtypes of a preprocessed example, from the first that works."""
+def example_template(source, preprocess: Preprocess, tries: int = 64,
+                     records=None, canvas=None) -> dict:
+  """Shapes and dtypes of a preprocessed example, from the first that works
+  among `records` (default: the first ones), padded to `canvas` if given."""
   error = None
-  for index in range(min(tries, len(source))):
+  records = range(len(source)) if records is None else records
+  for index in list(records[:tries]):
     try:
-      example = preprocess(dict(source[index]), np.random.default_rng(0))
+      record = dict(source[int(index)])
+      if canvas is not None:
+        record[CANVAS] = np.asarray(canvas, np.int32)
+      example = preprocess(record, np.random.default_rng(0))
     except Exception as e:  # pylint: disable=broad-except
       error = e
       continue
     template = {k: np.zeros_like(canonical(v)) for k, v in example.items()}
     template[MASK] = np.float32(0.0)
     return template
-  raise ValueError(f"None of the first {tries} records could be preprocessed with "
+  which = "" if canvas is None else f" of the canvas {tuple(canvas)} group"
+  raise ValueError(f"None of the first {tries} records{which} could be preprocessed with "
                    f"{preprocess.spec!r} ({preprocess.where}): {error!r}")
 
 
@@ -119,6 +151,7 @@ class DataSpec:
   where: str = "pp"
   shard: tuple[int, int] | None = None  # (process index, count); None: JAX's.
   drop_empty: bool = False  # Detection: only images with an annotation (mmdet filter_empty_gt).
+  canvases: tuple[tuple[int, int], ...] = ()  # Aspect-ratio groups' canvases; (): no grouping.
 
   def process(self) -> tuple[int, int]:
     return self.shard or (jax.process_index(), jax.process_count())
@@ -141,14 +174,26 @@ def _to_iter(ds: grain.MapDataset, spec: DataSpec) -> grain.IterDataset:
   return it_ds
 
 
-def _loader(spec: DataSpec):
+def _loader(spec: DataSpec, with_record: bool = False):
+  """(source, LoadExample, groups: int [N] or None without canvases)."""
   source = sources.open_source(spec.name, spec.split, spec.data_dir, spec.skip_decoding,
                                drop_empty=spec.drop_empty)
   if not len(source):
     raise ValueError(f"{spec.name}:{spec.split} has no records"
                      f"{' with annotations' if spec.drop_empty else ''} ({spec.where}).")
   preprocess = Preprocess(spec.pp, spec.where)
-  return source, LoadExample(source, preprocess, example_template(source, preprocess), len(source))
+  if not spec.canvases:
+    template = example_template(source, preprocess)
+    return source, LoadExample(source, preprocess, [template], len(source),
+                               with_record=with_record), None
+  canvases = grouping.check_canvases(spec.canvases)
+  groups = grouping.assign_groups(
+      grouping.image_sizes(source, f"{spec.name}:{spec.split}"), canvases)
+  templates = [example_template(source, preprocess, records=np.flatnonzero(groups == g),
+                                canvas=canvas) if np.any(groups == g) else None
+               for g, canvas in enumerate(canvases)]
+  load = LoadExample(source, preprocess, templates, len(source), canvases, with_record)
+  return source, load, groups
 
 
 def check(spec: DataSpec) -> dict:
@@ -163,16 +208,25 @@ class TrainData:
 
   def __init__(self, spec: DataSpec):
     self.spec = spec
-    source, load = _loader(spec)
+    source, load, groups = _loader(spec)
     self.template = load.template  # Per-example arrays (zeros) of the batch features.
+    self.templates = load.templates  # One per canvas group (None for an empty group).
     self.num_examples = len(source)
     self.empty_dropped = int(getattr(source, "empty_dropped", 0))
     if spec.drop_empty:
       metrics.log(f"{spec.name}:{spec.split}: training on the {self.num_examples} images with "
                   f"annotations; {self.empty_dropped} without any left out (drop_empty).")
-    self.steps_per_epoch = max(1, self.num_examples // spec.global_batch)
     local = _local_batch(spec)
-    ds = grain.MapDataset.range(self.num_examples).shuffle(seed=spec.seed).repeat(None)
+    if groups is None:
+      self.steps_per_epoch = max(1, self.num_examples // spec.global_batch)
+      ds = grain.MapDataset.range(self.num_examples).shuffle(seed=spec.seed)
+    else:
+      ds = grouping.GroupedOrder(groups, len(spec.canvases), spec.global_batch, spec.seed,
+                                 shuffle=True)
+      self.steps_per_epoch = len(ds) // spec.global_batch
+      metrics.log(f"{spec.name}:{spec.split}: global batches per epoch by canvas "
+                  f"{dict(zip(map(tuple, spec.canvases), ds.batches_per_group()))}.")
+    ds = ds.repeat(None)
     # Augmentation randomness from the global position (before the process
     # shard, which is lazy): any number of processes draws the same crops.
     ds = ds.random_map(load, seed=spec.seed)
@@ -199,11 +253,18 @@ class TrainData:
 
 
 def eval_batches(spec: DataSpec) -> tuple[int, Iterator[dict[str, np.ndarray]]]:
-  """(number of real examples, local batches covering each exactly once)."""
-  source, load = _loader(spec)
+  """(number of real examples, local batches covering each exactly once);
+  each example's `record` is its record index (-1: padding)."""
+  source, load, groups = _loader(spec, with_record=True)
   local = _local_batch(spec)
-  padded = math.ceil(len(source) / spec.global_batch) * spec.global_batch
-  ds = grain.MapDataset.range(padded).random_map(load, seed=spec.seed)
+  if groups is None:
+    padded = math.ceil(len(source) / spec.global_batch) * spec.global_batch
+    ds = grain.MapDataset.range(padded)
+  else:
+    ds = grouping.GroupedOrder(groups, len(spec.canvases), spec.global_batch, spec.seed,
+                               shuffle=False)
+    padded = len(ds)
+  ds = ds.random_map(load, seed=spec.seed)
   ds = ProcessShard(ds, *spec.process(), local).batch(local, drop_remainder=True)
   batches = metrics.with_progress(iter(_to_iter(ds, spec)), padded // spec.global_batch,
                                   f"eval {spec.name}:{spec.split} batches")

@@ -164,6 +164,11 @@ class AnnotatedOnly:
   def __getitem__(self, index):
     return self._source[int(self._index[int(index)])]
 
+  def image_sizes(self):
+    """The kept records' (h, w), if the source has a table of them (else NaN)."""
+    own = getattr(self._source, "image_sizes", None)
+    return own()[self._index] if own else np.full((len(self), 2), np.nan)
+
   def __repr__(self) -> str:
     return f"AnnotatedOnly({self._source!r}, {len(self)} of {len(self._source)} records)"
 

@@ -194,6 +194,20 @@ def pp_ops() -> registry.Chain:
   return registry.Chain("preprocessing op", data.PP_OPS, tasks.PP_OPS)
 
 
+def op_names(spec: str) -> list[str]:
+  """The op names of a pp string, in order (its syntax is checked by `parse`)."""
+  names = []
+  for piece in filter(None, (p.strip() for p in spec.split("|"))):
+    try:
+      node = ast.parse(piece, mode="eval").body
+    except SyntaxError:
+      continue
+    node = node.func if isinstance(node, ast.Call) else node
+    if isinstance(node, ast.Name):
+      names.append(node.id)
+  return names
+
+
 def parse(spec: str, where: str = "pp") -> list[Op]:
   """Parses and binds a pp string; every error names the op and the key."""
   ops, table = [], pp_ops()

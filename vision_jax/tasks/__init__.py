@@ -29,7 +29,8 @@ EVALUATORS = Registry("evaluator", {
 # Task-specific pp ops; the generic ones are `vision_jax.data.PP_OPS`.
 PP_OPS = Registry("preprocessing op", {
     **{name: f"{_D}.transforms:{name}"
-       for name in ("coco_objects", "resize_keep_ratio", "flip_lr_boxes", "pad_to", "pad_boxes")},
+       for name in ("coco_objects", "resize_keep_ratio", "flip_lr_boxes", "pad_to", "pad_to_canvas",
+                    "pad_boxes")},
     **{name: f"{_S}.transforms:{name}"
        for name in ("seg_label", "seg_resize", "seg_random_crop", "seg_flip",
                     "photometric_distortion", "seg_pad")},

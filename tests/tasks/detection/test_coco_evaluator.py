@@ -289,3 +289,42 @@ def test_a_detection_task_reports_nms_exactness_only_with_a_cap():
   assert not np.asarray(capped["nms_exact"]).any()  # ~1,400 pairs score > 0.05; 20 enter.
   assert (np.asarray(exact["classes"]) >= 0).sum(1).tolist() == [100, 100]
   assert (np.asarray(capped["classes"]) >= 0).sum(1).max() < 100
+
+
+def per_image_noise(variables, batch):
+  """GT jittered with random scores and a false positive, drawn from each image's id
+  alone: the same detections whichever batch or canvas the image is in."""
+  del variables
+  out = _padded(batch)
+  for row, image_id in enumerate(out["image/id"]):
+    rng = np.random.default_rng(int(image_id))
+    real = out["classes"][row] >= 0
+    out["boxes"][row] = np.where(real[:, None], out["boxes"][row] + rng.normal(0, 0.7, (DETECTIONS, 4)), 0)
+    out["boxes"][row, MAX_BOXES] = [3.0, 4.0, 20.0, 18.0]
+    out["classes"][row, MAX_BOXES] = int(image_id) % 3
+    out["scores"][row] = np.where(out["classes"][row] >= 0, rng.random(DETECTIONS), 0)
+  return out
+
+
+def test_aspect_ratio_canvases_give_the_single_canvas_detections(folder, tmp_path):
+  """Landscape and square images on a 64x64 canvas, portrait ones on 64x48, in other
+  batches and another order: the same detections, pictures and metrics."""
+  single = folder(global_batch=2)
+  grouped = pipeline.DataSpec(**{**single.__dict__, "canvases": ((64, 64), (64, 48)),
+                                 "pp": PP.replace(f"pad_to({CANVAS}, {CANVAS})", "pad_to_canvas")})
+  runs = {}
+  for name, data in (("single", single), ("grouped", grouped)):
+    evaluator = coco_eval.CocoEvaluator(per_image_noise, data=data, workdir=str(tmp_path / name),
+                                        num_pictures=3)
+    metrics = evaluator.run({})
+    with open(evaluator.files["detections"]) as f:
+      detections = sorted(json.load(f), key=lambda d: (d["image_id"], -d["score"]))
+    runs[name] = metrics, detections, evaluator.pictures()
+  (m1, d1, p1), (m2, d2, p2) = runs["single"], runs["grouped"]
+  assert m1 == m2 and 0.2 < m1["AP"] < 0.95
+  assert [(d["image_id"], d["category_id"]) for d in d1] == [(d["image_id"], d["category_id"]) for d in d2]
+  np.testing.assert_allclose([d["bbox"] + [d["score"]] for d in d1],
+                             [d["bbox"] + [d["score"]] for d in d2], atol=1e-4)
+  assert sorted(p1) == sorted(p2) == [f"detections/{i[0]}" for i in IMAGES[:3]]
+  for key in p1:
+    np.testing.assert_array_equal(p1[key], p2[key])

@@ -101,8 +101,19 @@ def test_pad_to_canvas():
   assert out[:3, :5].all() and out.sum() == image.sum()
   grey = dt.pad_to(4, 8)({"image": np.ones((4, 8, 1), np.uint8)}, _rng())["image"]
   assert grey.dtype == np.uint8 and grey.all()
-  with pytest.raises(ValueError, match=r"pad_to\(4, 4\): the image is 3x5, larger than the canvas"):
+  with pytest.raises(ValueError, match=r"pad_to\(4, 4\): the image is 3x5, larger than the 4x4 canvas"):
     dt.pad_to(4, 4)({"image": image}, _rng())
+
+
+def test_pad_to_canvas_pads_to_the_groups_canvas_and_drops_it():
+  image = np.ones((3, 5, 3), np.float32)
+  out = dt.pad_to_canvas()({"image": image, "canvas": np.array([4, 6], np.int32)}, _rng())
+  assert set(out) == {"image"} and out["image"].shape == (4, 6, 3)
+  assert out["image"][:3, :5].all() and out["image"].sum() == image.sum()
+  with pytest.raises(ValueError, match=r"pad_to_canvas: the image is 3x5, larger than the 6x4 canvas"):
+    dt.pad_to_canvas()({"image": image, "canvas": np.array([6, 4], np.int32)}, _rng())
+  with pytest.raises(ValueError, match="pad_to_canvas needs aspect-ratio groups: set config.data.canvases"):
+    dt.pad_to_canvas()({"image": image}, _rng())
 
 
 def test_pad_boxes_pads_truncates_and_counts():

@@ -28,7 +28,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from vision_jax.batch import BOXES, CLASSES, IMAGE, IMAGE_ID, IMAGE_SCALE, MASK, SKIPPED
+from vision_jax.batch import (BOXES, CLASSES, IMAGE, IMAGE_ID, IMAGE_SCALE, MASK, RECORD,
+                              SKIPPED)
 from vision_jax import files as workdir_files
 from vision_jax.data import ground_truth, pipeline, sources
 from vision_jax.evaluators.base import Evaluator
@@ -143,7 +144,7 @@ class CocoEvaluator(Evaluator):
     gt, category_ids, _ = self._ground_truth
     num_examples, batches = pipeline.eval_batches(self.data)
     results, seen_ids, shown = [], set(), {}
-    counted = skipped = position = 0
+    counted = skipped = 0
     capped = None  # Images whose NMS may differ from uncapped NMS; None: the task has no cap.
     for batch in batches:
       out = self.predict_fn(variables, batch)
@@ -157,10 +158,10 @@ class CocoEvaluator(Evaluator):
                            f"{self.data.split!r} were predicted twice.")
       seen_ids.update(ids)
       results.extend(to_coco_results(out, rows, category_ids))
-      for row in range(len(mask)):  # Rows are records position, position + 1, ...
-        if position + row < min(self.num_pictures, num_examples):
-          shown[position + row] = _kept_detections(out, row) if mask[row] else None
-      position += len(mask)
+      records = out[RECORD] if RECORD in out else batch[RECORD]  # A host predictor's may lack it.
+      for row, record in enumerate(np.asarray(records)):
+        if 0 <= record < min(self.num_pictures, num_examples):
+          shown[int(record)] = _kept_detections(out, row) if mask[row] else None
       counted += int(mask.sum())
       skipped += int(np.sum(out[SKIPPED]))
     if counted + skipped != num_examples:

@@ -11,11 +11,13 @@ Boxes are float32 (x1, y1, x2, y2) in pixels, width = x2 - x1 (mmdet 2.x, no
 +1). Counters `count/<name>` are int32 scalars the trainer sums as `data/<name>`.
 Flip before padding: the flip mirrors about the current image width. Unlike
 mmdet's per-batch padding to a multiple of 32, `pad_to` pads every image to one
-fixed canvas, so batches have static shapes.
+fixed canvas, so batches have static shapes; `pad_to_canvas` pads it to its
+aspect-ratio group's canvas (config.data.canvases, `data/grouping.py`), so
+there is one static shape per group.
 """
 import numpy as np
 
-from vision_jax.batch import BOXES, CLASSES, IMAGE, IMAGE_ID
+from vision_jax.batch import BOXES, CANVAS, CLASSES, IMAGE, IMAGE_ID
 from vision_jax.data.transforms import Op, check_method, resize_image
 
 DROPPED, TRUNCATED = "count/dropped_boxes", "count/truncated_boxes"
@@ -125,17 +127,35 @@ def flip_lr_boxes(p: float = 0.5) -> Op:
   return fn
 
 
+def _padded(ex: dict, height: int, width: int, op: str) -> dict:
+  h, w = _hw(ex)
+  if h > height or w > width:
+    raise ValueError(f"{op}: the image is {h}x{w}, larger than the {height}x{width} canvas")
+  image = np.asarray(ex[IMAGE])
+  canvas = np.zeros((height, width) + image.shape[2:], image.dtype)
+  canvas[:h, :w] = image
+  return {**ex, "image": canvas}
+
+
 def pad_to(height: int, width: int) -> Op:
   """Zero-pads the image (any dtype) bottom/right to (height, width); an image
   larger than the canvas is an error (the pipeline skips and counts it)."""
   def fn(ex, rng):
-    h, w = _hw(ex)
-    if h > height or w > width:
-      raise ValueError(f"pad_to({height}, {width}): the image is {h}x{w}, larger than the canvas")
-    image = np.asarray(ex[IMAGE])
-    canvas = np.zeros((height, width) + image.shape[2:], image.dtype)
-    canvas[:h, :w] = image
-    return {**ex, "image": canvas}
+    return _padded(ex, height, width, f"pad_to({height}, {width})")
+  return fn
+
+
+def pad_to_canvas() -> Op:
+  """Zero-pads the image bottom/right to the canvas of its aspect-ratio group,
+  which the pipeline gives as the feature "canvas" (and removes here); larger
+  than that canvas is an error (skipped and counted)."""
+  def fn(ex, rng):
+    if CANVAS not in ex:
+      raise ValueError("pad_to_canvas needs aspect-ratio groups: set config.data.canvases")
+    height, width = (int(v) for v in np.asarray(ex[CANVAS]).reshape(2))
+    out = _padded(ex, height, width, "pad_to_canvas")
+    del out[CANVAS]
+    return out
   return fn
 
 
