@@ -24,7 +24,9 @@ them; BatchNorm on its ImageNet statistics, norm_eval, in each):
       --config.init_from.path=/weights/ese_vovnet39b.pth --workdir=/runs/retinanet_v39b
 
 Arguments: variant = demo | tiny | small | medium | large | r50 | a zoo name; canvas = the demo's
-input side (a multiple of 32); coco = tfds (TFDS
+input side (a multiple of 32); groups = aspect (COCO's default: landscape images
+batched on 800x1344, portrait ones on 1344x800, mmdet's GroupSampler) | single
+(every image on one 1344x1344 canvas); coco = tfds (TFDS
 `coco/2017` prepared as ArrayRecord in data.data_dir) | folder (a COCO folder
 with annotations/instances_{train,val}2017.json in data.data_dir); batch =
 global batch size (16, as 8 GPUs x 2 images, for the recipe).
@@ -33,9 +35,11 @@ The recipe: train images without annotations left out (mmdet's
 filter_empty_gt; evaluation keeps all), resize keeping aspect to 1333x800,
 flip 0.5, mmdet mean/std,
 AdamW lr 1e-4 wd 1e-4 (on every parameter), 12 epochs, x0.1 at epochs 8 and
-11, linear warmup over 500 iterations from 0.001 x lr. Images are padded to a
-fixed 1344x1344 canvas (portrait and landscape alike) so every step has one
-shape; mmdet pads each batch to its own size. `init_from` takes the official
+11, linear warmup over 500 iterations from 0.001 x lr. Each global batch is
+all landscape or all portrait images (data.canvases), padded to 800x1344 or
+1344x800, so there are two step shapes, each compiled once; mmdet pads each
+batch to its own size (a multiple of 32). groups=single pads every image to
+one 1344x1344 canvas instead: 1.7x the pixels. `init_from` takes the official
 ImageNet checkpoints (.pth, as released with the paper) or a Hugging Face
 `PvtForImageClassification` (.safetensors) and loads the backbone only.
 ResNet-50 (mmdet's `retinanet_r50_fpn_1x_coco`): the torchvision layout
@@ -70,11 +74,19 @@ DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4), "d
 DEMO_CANVAS = 192
 
 
-def _pp(resize: str, canvas: tuple[int, int], max_boxes: int, train: bool) -> str:
+# COCO's aspect-ratio groups: (800, 1333) keep-ratio resizes of landscape (and square) images fit
+# the first canvas, of portrait ones the second.
+COCO_CANVASES = ((800, 1344), (1344, 800))
+COCO_SINGLE_CANVAS = (1344, 1344)
+
+
+def _pp(resize: str, canvas: tuple[int, int] | None, max_boxes: int, train: bool) -> str:
+  """The detection chain; canvas None: the aspect-ratio group's (`pad_to_canvas`)."""
   ops = ["decode(channels=3)", f"coco_objects(drop_crowd={train})", resize]
   if train:
     ops.append("flip_lr_boxes(0.5)")
-  ops += [f"normalize({MEAN_RGB}, {STD_RGB})", f"pad_to{canvas}", f"pad_boxes({max_boxes})", KEEP]
+  pad = "pad_to_canvas" if canvas is None else f"pad_to{tuple(canvas)}"
+  ops += [f"normalize({MEAN_RGB}, {STD_RGB})", pad, f"pad_boxes({max_boxes})", KEEP]
   return "|".join(ops)
 
 
@@ -88,13 +100,16 @@ def _coco_data(c, source: str) -> None:
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, variant="demo", canvas=DEMO_CANVAS, coco="tfds", batch=16)
+  arg = config_lib.parse_arg(arg, variant="demo", canvas=DEMO_CANVAS, coco="tfds", batch=16,
+                             groups="aspect")
   if arg.variant != "demo" and arg.variant not in {**BACKBONES, **ZOO}:
     raise config_lib.ConfigError(f"variant={arg.variant!r}: choose 'demo' or one of "
                                  f"{sorted(BACKBONES)} or of the zoo {sorted(ZOO)}.")
   demo = arg.variant == "demo"
   if arg.canvas % 32:
     raise config_lib.ConfigError(f"canvas={arg.canvas}: must be a multiple of 32.")
+  if arg.groups not in ("aspect", "single"):
+    raise config_lib.ConfigError(f"groups={arg.groups!r}: choose 'aspect' or 'single'.")
   c = config_lib.base_config()
   c.task.name = "detection"
   c.model.name = "retinanet"
@@ -128,7 +143,11 @@ def get_config(arg=None):
     c.checkpoint_every_steps = 250
   else:
     _coco_data(c, arg.coco)
-    canvas, classes, max_boxes = (1344, 1344), 80, 100
+    classes, max_boxes = 80, 100
+    if arg.groups == "aspect":
+      canvas, c.data.canvases = None, COCO_CANVASES
+    else:
+      canvas = COCO_SINGLE_CANVAS
     resize = "resize_keep_ratio(800, 1333)"
     c.data.batch_size = arg.batch
     c.data.eval_batch_size = 16

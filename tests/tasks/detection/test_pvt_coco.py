@@ -25,6 +25,12 @@ def test_coco_variants_are_the_mmdet_1x_recipe(variant, backbone, drop_path):
   assert "resize_keep_ratio(800, 1333)" in c.data.pp_train and "flip_lr_boxes(0.5)" in c.data.pp_train
   assert "flip" not in c.data.pp_eval and "coco_objects(drop_crowd=False)" in c.data.pp_eval
   assert c.init_from.target == "params/backbone"
+  # Landscape and portrait batches on canvases of their own (mmdet's GroupSampler).
+  assert c.data.canvases == ((800, 1344), (1344, 800))
+  assert "|pad_to_canvas|" in c.data.pp_train and "|pad_to_canvas|" in c.data.pp_eval
+  single = pvt_coco.get_config(f"variant={variant},groups=single")
+  assert single.data.canvases == () and "|pad_to(1344, 1344)|" in single.data.pp_eval
+  config_lib.validate(single)
   # mmdet's filter_empty_gt, and NMS over every candidate pair (no cap).
   assert c.data.train_drop_empty and "max_nms_candidates" not in c.task
 
@@ -60,6 +66,8 @@ def test_bad_arguments_are_named():
     pvt_coco.get_config("variant=huge")
   with pytest.raises(config_lib.ConfigError, match="canvas=100"):
     pvt_coco.get_config("canvas=100")
+  with pytest.raises(config_lib.ConfigError, match="groups='ratio': choose 'aspect' or 'single'"):
+    pvt_coco.get_config("groups=ratio")
 
 
 @pytest.mark.slow
