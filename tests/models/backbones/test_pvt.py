@@ -137,3 +137,48 @@ def test_bfloat16_compute_keeps_float32_params():
   maps, _ = jax.jit(model.apply)(variables, x)
   assert [m.dtype for m in maps.values()] == [jnp.bfloat16] * 4
   assert [m.shape[1:3] for m in maps.values()] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+
+
+def test_fused_attention_equals_the_batched_matmul_form():
+  keys = jax.random.split(jax.random.PRNGKey(4), 3)
+  q = jax.random.normal(keys[0], (2, 24, 3, 8))
+  k, v = (jax.random.normal(key, (2, 6, 3, 8)) for key in keys[1:])
+  np.testing.assert_allclose(pvt.attention(q, k, v, "fused"), pvt.attention(q, k, v, "einsum"),
+                             atol=1e-5, rtol=1e-5)
+  # NumPy: softmax(q k^T / sqrt(d)) v per head.
+  logits = np.einsum("bnhd,bmhd->bhnm", q, k) / np.sqrt(8)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  np.testing.assert_allclose(pvt.attention(q, k, v, "einsum"),
+                             np.einsum("bhnm,bmhd->bnhd", weights, v), atol=1e-5, rtol=1e-5)
+  with pytest.raises(ValueError, match="attention='flash': choose one of"):
+    pvt.attention(q, k, v, "flash")
+
+
+def _loss_and_grads(model, variables, x):
+  def loss(params):
+    maps, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+    return sum(jnp.sum(jnp.sin(m)) for m in maps.values())
+  return jax.jit(jax.value_and_grad(loss))(variables["params"])
+
+
+def test_fused_attention_and_per_stage_remat_keep_parameters_outputs_and_gradients():
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 96, 3))
+  base = _micro(features_only=True, drop_path_rate=0.2)
+  variables = jax.jit(base.init)(jax.random.PRNGKey(0), x)
+  loss, grads = _loss_and_grads(base, variables, x)
+  for kwargs in ({"attention": "fused"}, {"remat_stages": (1, 3)}):
+    model = _micro(features_only=True, drop_path_rate=0.2, **kwargs)
+    again = jax.jit(model.init)(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(again) == jax.tree.structure(variables)
+    other_loss, other_grads = _loss_and_grads(model, variables, x)
+    np.testing.assert_allclose(other_loss, loss, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+                 other_grads, grads)
+  def checkpoints(model):  # jax.checkpoint regions in the forward program.
+    apply = lambda p: model.apply({"params": p}, x, train=False)  # noqa: E731
+    return str(jax.make_jaxpr(apply)(variables["params"])).count("remat2[")
+  assert checkpoints(base) == 0
+  assert checkpoints(_micro(features_only=True, remat_stages=(1, 3))) == 2  # One block each.
+  with pytest.raises(ValueError, match=r"remat_stages=\(5,\): stages are 1..4"):
+    _micro(remat_stages=(5,)).init(jax.random.PRNGKey(0), x)

@@ -111,12 +111,35 @@ class PatchEmbed(nn.Module):
     return _layer_norm(1e-5, self.dtype, "norm")(x)
 
 
+ATTENTION = ("einsum", "fused")
+
+
+def attention(q, k, v, kind: str):
+  """Softmax(q k^T / sqrt(d)) v for q [B, N, heads, d], k/v [B, M, heads, d]
+  -> [B, N, heads, d]. "einsum": batched matmuls in [B, heads, tokens, d]
+  (on CPU faster to differentiate, bench/pvt_step.py), softmax in float32;
+  "fused": `jax.nn.dot_product_attention`, cuDNN's fused kernel on GPUs for
+  16-bit inputs, XLA's otherwise."""
+  d = q.shape[-1]
+  if kind == "fused":
+    fused = jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+    return jax.nn.dot_product_attention(q, k, v, scale=d ** -0.5,
+                                        implementation="cudnn" if fused else None)
+  if kind != "einsum":
+    raise ValueError(f"attention={kind!r}: choose one of {ATTENTION}.")
+  q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+  logits = jnp.einsum("bhnd,bhmd->bhnm", q * jnp.asarray(d ** -0.5, q.dtype), k)
+  weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
+  return jnp.einsum("bhnm,bhmd->bhnd", weights, v).transpose(0, 2, 1, 3)
+
+
 class SpatialReductionAttention(nn.Module):
   """Multi-head attention whose keys/values come from an R x R-pooled grid."""
   num_heads: int
   sr_ratio: int
   drop_rate: float = 0.  # Dropout after the output projection.
   dtype: Dtype = jnp.float32
+  attention: str = "einsum"  # Or "fused" (`attention`).
 
   @nn.compact
   def __call__(self, x, hw: Sequence[int], *, train: bool):
@@ -124,17 +147,13 @@ class SpatialReductionAttention(nn.Module):
     d = c // self.num_heads
     dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init,
                               bias_init=nn.initializers.zeros)
-    q = dense(c, name="q")(x).reshape(b, n, self.num_heads, d).transpose(0, 2, 1, 3)
+    q = dense(c, name="q")(x).reshape(b, n, self.num_heads, d)
     if self.sr_ratio > 1:
       r = self.sr_ratio
       x = PatchifyConv(c, r, self.dtype, name="sr")(x.reshape(b, *hw, c))
       x = _layer_norm(1e-5, self.dtype, "norm")(x.reshape(b, -1, c))
-    kv = dense(2 * c, name="kv")(x).reshape(b, -1, 2, self.num_heads, d).transpose(2, 0, 3, 1, 4)
-    # Batched matmuls in [B, heads, tokens, d]: on CPU faster to differentiate
-    # than jax.nn.dot_product_attention's [B, tokens, heads, d] (bench/pvt_step.py).
-    logits = jnp.einsum("bhnd,bhmd->bhnm", q * jnp.asarray(d ** -0.5, q.dtype), kv[0])
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
-    y = jnp.einsum("bhnm,bhmd->bhnd", weights, kv[1]).transpose(0, 2, 1, 3)
+    kv = dense(2 * c, name="kv")(x).reshape(b, -1, 2, self.num_heads, d)
+    y = attention(q, kv[:, :, 0], kv[:, :, 1], self.attention)
     y = dense(c, name="proj")(y.reshape(b, n, c))
     return nn.Dropout(self.drop_rate)(y, deterministic=not train)
 
@@ -147,12 +166,13 @@ class Block(nn.Module):
   drop_rate: float = 0.
   drop_path_rate: float = 0.
   dtype: Dtype = jnp.float32
+  attention: str = "einsum"
 
   @nn.compact
-  def __call__(self, x, hw: Sequence[int], *, train: bool):
+  def __call__(self, x, hw: Sequence[int], train: bool):
     y = _layer_norm(1e-6, self.dtype, "norm1")(x)
     y = SpatialReductionAttention(self.num_heads, self.sr_ratio, self.drop_rate, self.dtype,
-                                  name="attn")(y, hw, train=train)
+                                  self.attention, name="attn")(y, hw, train=train)
     x = x + DropPath(self.drop_path_rate)(y, train=train)
     y = _layer_norm(1e-6, self.dtype, "norm2")(x)
     y = Mlp(int(x.shape[-1] * self.mlp_ratio), drop_rate=self.drop_rate, kernel_init=dense_init,
@@ -174,6 +194,10 @@ class PVT(nn.Module):
   patch_size: int = 4  # Stage-1 patch; later stages use 2.
   features_only: bool = False  # Detection backbone: 4 maps, no cls token/norm/head.
   dtype: Dtype = jnp.float32  # Compute dtype; parameters stay float32.
+  attention: str = "einsum"  # "fused": jax.nn.dot_product_attention (`attention`).
+  # Stages (1-based) whose blocks keep only their inputs for the backward pass and
+  # recompute the rest (jax.checkpoint): less activation memory, ~1 more forward.
+  remat_stages: Sequence[int] = ()
 
   def feature_levels(self) -> dict[str, features_lib.Level]:
     """{"C2": Level(4, embed_dims[0]), ...}: stage i has stride patch_size * 2^i."""
@@ -194,6 +218,10 @@ class PVT(nn.Module):
     with_cls = not self.features_only
     if with_cls and self.sr_ratios[-1] > 1:
       raise ValueError("The cls token of the last stage needs sr_ratios[-1] == 1.")
+    if self.attention not in ATTENTION:
+      raise ValueError(f"attention={self.attention!r}: choose one of {ATTENTION}.")
+    if not set(self.remat_stages) <= set(range(1, num_stages + 1)):
+      raise ValueError(f"remat_stages={tuple(self.remat_stages)}: stages are 1..{num_stages}.")
     rates = np.linspace(0., self.drop_path_rate, sum(self.depths))
     x = jnp.asarray(x, self.dtype)
     b = x.shape[0]
@@ -213,9 +241,11 @@ class PVT(nn.Module):
         x = jnp.concatenate([jnp.broadcast_to(jnp.asarray(cls, self.dtype), (b, 1, c)), x], 1)
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
       first = sum(self.depths[:i])
+      block = nn.remat(Block, static_argnums=(2, 3)) if i + 1 in self.remat_stages else Block
       for j in range(self.depths[i]):
-        x = Block(self.num_heads[i], self.mlp_ratios[i], self.sr_ratios[i], self.drop_rate,
-                  float(rates[first + j]), self.dtype, name=f"block{i + 1}_{j}")(x, hw, train=train)
+        x = block(self.num_heads[i], self.mlp_ratios[i], self.sr_ratios[i], self.drop_rate,
+                  float(rates[first + j]), self.dtype, self.attention,
+                  name=f"block{i + 1}_{j}")(x, tuple(hw), train)
       tokens = x
       x = x[:, -hw[0] * hw[1]:].reshape(b, *hw, c)
       aux[f"stage{i + 1}"] = x
