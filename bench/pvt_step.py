@@ -35,6 +35,13 @@ compare under `taskset -c <one core>`. GFLOP/s uses XLA's FLOP count of the comp
 step; XLA peak = arguments + outputs + temporaries - donated buffers of that step.
 --breakdown also times forward passes alone (loss, no gradient, train-mode drop
 path). XLA flags come from the XLA_FLAGS environment variable (printed).
+
+On an accelerator (the PyTorch side stays on the CPU; use --no-torch), --dtype
+bfloat16 computes in bfloat16 with float32 parameters and losses, --attention
+fused goes through `jax.nn.dot_product_attention` (cuDNN's kernel on GPUs),
+--remat-stages 1,2 rematerialises those PVT stages, and MFU is printed: XLA's
+FLOPs per step x steps/s over the device's dense bfloat16 peak (PEAK_BF16_FLOPS,
+from the vendors' data sheets).
 """
 import argparse
 import json
@@ -62,6 +69,17 @@ PVT_SMALL_PARAMS = 24_485_864  # 1000 classes; models/pvt.py docstring, referenc
 NUM_CLASSES = 1000
 CLS_LR, CLS_WD = 5e-4, 0.05  # PVT ImageNet recipe (lr for batch 512).
 DET_LR, DET_WD = 1e-4, 1e-4  # PVT RetinaNet recipe.
+# Dense bfloat16 peak FLOP/s by device_kind substring (data sheets; no sparsity).
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12,
+                   "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
+                   "TPU v6": 918e12}
+
+
+def peak_flops(device) -> float | None:
+  """The device's dense bfloat16 peak, or None (CPUs, unknown kinds)."""
+  if device.platform == "cpu":
+    return None
+  return next((v for k, v in PEAK_BF16_FLOPS.items() if k in device.device_kind), None)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,6 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
   p.add_argument("--no-det", action="store_true", help="skip the detection step")
   p.add_argument("--breakdown", action="store_true", help="also time forward-only passes")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="vision_jax compute dtype (parameters stay float32)")
+  p.add_argument("--attention", choices=pvt.ATTENTION, default="einsum")
+  p.add_argument("--remat-stages", default="", help="PVT stages to rematerialise, e.g. 1,2")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--json", metavar="PATH", help="write the numbers here")
   return p.parse_args(argv)
@@ -287,12 +309,15 @@ def main(argv=None) -> dict:
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}, "
         f"{CORES} cores, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   results = {"args": vars(args), "jax": jax.__version__, "cores": CORES,
-             "xla_flags": os.environ.get("XLA_FLAGS", "")}
+             "xla_flags": os.environ.get("XLA_FLAGS", ""),
+             "device": jax.devices()[0].device_kind, "peak_flops": peak_flops(jax.devices()[0])}
 
   # 1. Classification.
   batch = classification_batch(rng, args.batch, args.size)
-  runners = {"vision_jax": JaxStep(pvt.pvt_small(num_classes=NUM_CLASSES), ClassificationTask(),
-                                   batch, CLS_LR, CLS_WD, args.seed)}
+  variant = {"dtype": jnp.dtype(args.dtype), "attention": args.attention,
+             "remat_stages": tuple(int(k) for k in args.remat_stages.split(",") if k)}
+  runners = {"vision_jax": JaxStep(pvt.pvt_small(num_classes=NUM_CLASSES, **variant),
+                                   ClassificationTask(), batch, CLS_LR, CLS_WD, args.seed)}
   jx = runners["vision_jax"]
   print(f"PVT-Small params: vision_jax {jx.params:,}", end="")
   counts = {"vision_jax": jx.params}
@@ -333,7 +358,9 @@ def main(argv=None) -> dict:
   if not args.no_det:
     dbatch = detection_batch(rng, args.det_batch, args.det_size, args.det_boxes,
                              args.det_classes)
-    det_runner = JaxStep(RetinaNet(backbone="pvt_tiny", num_classes=args.det_classes),
+    det_runner = JaxStep(RetinaNet(backbone="pvt_tiny", num_classes=args.det_classes,
+                                   dtype=variant["dtype"],
+                                   backbone_args={k: v for k, v in variant.items() if k != "dtype"}),
                          DetectionTask(num_classes=args.det_classes), dbatch, DET_LR, DET_WD,
                          args.seed)
     det_runner.run(args.warmup)
@@ -369,6 +396,10 @@ def print_table(r: dict) -> None:
 
   c = r["classification"]
   shape = f"b{c['batch']} {c['size']}px"
+  if r.get("peak_flops"):
+    achieved = c["vision_jax"]["img_s"] / c["batch"] * c["flops_per_step"]
+    print(f"MFU on {r['device']}: {achieved / 1e12:.1f} TFLOP/s of {r['peak_flops'] / 1e12:.0f} "
+          f"(dense bf16 peak) = {achieved / r['peak_flops']:.1%}")
   row(f"PVT-Small cls, vision_jax ({shape})", c["vision_jax"], c["flops_per_step"], c["batch"],
       c["memory"])
   if "pytorch" in c:
