@@ -48,8 +48,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.layers.activations import gelu
+
 OMEGA_0 = 2000.0  # magnet.py's default; cfg/config.yaml sets none.
-GELU = lambda x: nn.gelu(x, approximate=False)  # torch.nn.GELU (erf).
+GELU = gelu  # torch.nn.GELU (erf).
 
 
 def coordinate_grid(sizes: Sequence[int]) -> np.ndarray:

@@ -6,6 +6,8 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.layers.activations import gelu
+
 Dtype = Any
 Initializer = Callable[..., Any]
 
@@ -23,7 +25,7 @@ class Mlp(nn.Module):
     out = self.out_features or x.shape[-1]
     dense = lambda n, name: nn.Dense(n, dtype=self.dtype, kernel_init=self.kernel_init,
                                      bias_init=nn.initializers.zeros, name=name)
-    x = nn.gelu(dense(self.hidden_features, "fc1")(x), approximate=False)
+    x = gelu(dense(self.hidden_features, "fc1")(x))
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = dense(out, "fc2")(x)
     return nn.Dropout(self.drop_rate)(x, deterministic=not train)

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.layers.activations import gelu
 from vision_jax.layers.drop_path import DropPath
 from vision_jax.models import features as features_lib
 
@@ -64,7 +65,7 @@ Dtype = Any
 EPS = 1e-6  # Every norm of the official code (`get_norm`).
 conv_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")  # PyTorch's default.
 dense_init = nn.initializers.normal(0.02)
-ACTIVATIONS = {"silu": nn.silu, "gelu": functools.partial(nn.gelu, approximate=False)}
+ACTIVATIONS = {"silu": nn.silu, "gelu": gelu}
 PARTITIONS = ("remote", "close")
 
 
