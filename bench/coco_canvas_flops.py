@@ -14,13 +14,13 @@ images, between 7,329 and 7,331 whatever the split, and a landscape step costs
 what a portrait one does (printed). So the ratio is the per-step one, to 3e-4.
 """
 import argparse
-import math
+import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/.
 from vision_jax import config as config_lib, steps, train
 from configs.retinanet import coco
 
