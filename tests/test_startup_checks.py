@@ -22,7 +22,7 @@ def test_an_eval_chain_that_fails_on_every_record_stops_the_run_before_step_0(tm
   pp = "decode|normalize(0.5, 0.5)|pad_to(4, 4)|onehot(10)|keep('image', 'labels')"
   evaluators = {"eval": {"kind": "classification", "pp": pp}}
   with pytest.raises(ValueError, match=r"None of the first 64 records could be preprocessed with "
-                                       r".*\(evaluators\.eval\.pp\).*larger than the canvas"):
+                                       r".*\(evaluators\.eval\.pp\).*larger than the 4x4 canvas"):
     train.run(tiny_config(evaluators=evaluators), str(tmp_path))
   assert not (tmp_path / checkpoint.CHECKPOINT_DIR).exists()
 
