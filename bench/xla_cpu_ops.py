@@ -83,7 +83,7 @@ def measure(torch, case: str, rows: int, width_in: int, width_out: int, reps: in
   rng = np.random.default_rng(0)
   fn, shapes = jax_fn(case, width_in, width_out)
   arrays = [rng.standard_normal((rows, width_in), np.float32)]
-  arrays += [rng.standard_normal(s, np.float32) / (np.sqrt(s[0]) if len(s) == 2 else 1)
+  arrays += [(rng.standard_normal(s) / (np.sqrt(s[0]) if len(s) == 2 else 1)).astype(np.float32)
              for s in shapes]
   jx = [jax.device_put(a) for a in arrays]
   tx = [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays]

@@ -159,7 +159,7 @@ def test_grouped_eval_reads_every_record_once_on_its_canvas(sized_source):
 
 
 def test_canvases_and_pad_to_canvas_come_together():
-  c = config_lib.load("configs/pvt_coco.py")
+  c = config_lib.load("configs/pvt_coco.py:groups=single")
   c.data.canvases = CANVASES
   with pytest.raises(config_lib.ConfigError, match="'data.pp_train' does not pad them with pad_to_canvas"):
     config_lib.validate(c)

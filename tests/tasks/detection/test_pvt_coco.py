@@ -61,6 +61,17 @@ def test_coco_without_the_data_fails_before_compute_saying_how_to_prepare(tmp_pa
     train.setup(c)
 
 
+def test_demo_groups_landscape_and_portrait_images_on_two_thirds_canvases():
+  c = pvt_coco.get_config()
+  assert c.data.canvases == ((128, 192), (192, 128))
+  assert "|resize_keep_ratio(128, 192)|" in c.data.pp_train and "|pad_to_canvas|" in c.data.pp_eval
+  assert c.model.head_convs == 2
+  assert [coco.demo_short_side(n) for n in (96, 192, 256, 32)] == [64, 128, 160, 32]
+  single = pvt_coco.get_config("groups=single")
+  assert single.data.canvases == () and "|resize_keep_ratio(192, 192)|" in single.data.pp_train
+  assert "|pad_to(192, 192)|" in single.data.pp_eval
+
+
 def test_bad_arguments_are_named():
   with pytest.raises(config_lib.ConfigError, match="variant='huge'"):
     pvt_coco.get_config("variant=huge")
