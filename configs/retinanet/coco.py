@@ -70,8 +70,8 @@ KEEP = "keep('image', 'boxes', 'classes', 'image/id', 'image/scale', 'image/size
 # The demo: PVT-Tiny's structure (SR 8-4-2-1, MLP ratio 4) at half its widths and one block
 # per stage instead of two: 1.6x the steps per second, which is worth more than the depth here
 # (AP50 0.53 after 3,500 steps vs 0.41 after 2,500 steps of the two-block model). Aspect-ratio
-# canvases of 128x192 / 192x128 and 2 convs per head instead of 4 make its step 0.53x the
-# 192x192, 4-conv one (configs/retinanet/README.md#the-demo).
+# canvases of 128x192 / 192x128 and 2 convs per head instead of 4 make its step 0.60x the
+# 192x192, 4-conv one (bench/demo_step.py; configs/retinanet/README.md#the-demo).
 DEMO_BACKBONE = {"embed_dims": (32, 64, 160, 256), "num_heads": (1, 1, 2, 4), "depths": (1, 1, 1, 1),
                  "mlp_ratios": (4, 4, 4, 4), "drop_path_rate": 0.0}
 DEMO_CANVAS = 192
